@@ -1,0 +1,219 @@
+"""`triage aggregate`: join scores by message id and publish one labelled result per text.
+
+Kafka at the edges of `JoinTable`. The service consumes the scores topic in a consumer group,
+so aggregators scale out by partitions. Each scores partition has its own join table, backed by
+the same-numbered partition of a compacted changelog topic that is written in the same
+transaction as the results and the input offsets. When a partition is assigned (start, restart
+after a crash, or rebalance), its table is rebuilt by replaying its changelog partition with
+`read_committed`, so pending joins come back with their timeout clocks and decided messages
+keep their markers: nothing is decided twice and nothing waits forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+
+from aggregator.join import JoinTable, Outcome, Refused
+from aggregator.registry import RegistryView
+from schemas.codec import Reason, Rejected, b64, decode_score, encode
+from schemas.models import DeadLetter, JoinState, ScoreRecord
+from triage import kafka_clients
+from triage.registry import RegistryReader
+from triage.settings import AggregatorSettings
+from triage.streaming import Output, commit_batch, next_offsets, run_sessions
+
+log = logging.getLogger(__name__)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Aggregator:
+    def __init__(self, settings: AggregatorSettings) -> None:
+        self.settings = settings
+        self.instance_id = settings.instance_id
+        self.group_id = settings.group(settings.group_id)
+        self.tables: dict[int, JoinTable] = {}
+        self.view = RegistryView()
+
+    def run(self, stop: threading.Event) -> None:
+        kafka_clients.ensure_topics(self.settings)
+        run_sessions("aggregator", self._session, stop)
+
+    # -- one session: clients live and die together ---------------------------------------
+    def _session(self, stop: threading.Event) -> None:
+        s = self.settings
+        registry = RegistryReader(s, self.view)
+        registry.catch_up()
+        producer = kafka_clients.transactional_producer(
+            s, f"{self.group_id}.{self.instance_id}", transaction_timeout_ms=10_000
+        )
+        consumer = kafka_clients.consumer(
+            s,
+            group_id=self.group_id,
+            max_poll_records=s.max_batch,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=3_000,
+        )
+        consumer.subscribe([s.scores], listener=_Rebalance(self))
+        log.info("aggregator %s joined group %s", self.instance_id, self.group_id)
+        try:
+            while not stop.is_set():
+                self._step(consumer, producer, registry)
+        finally:
+            consumer.close()
+            producer.close(timeout=5)
+            registry.close()
+            self.tables.clear()
+
+    def _step(self, consumer: KafkaConsumer, producer, registry: RegistryReader) -> None:
+        revision = self.view.revision
+        registry.poll()
+        batches = consumer.poll(timeout_ms=self.settings.poll_timeout_ms)
+        decoded = {tp: [(r, decode_score(r.value)) for r in rs] for tp, rs in batches.items()}
+        if self._has_unknown_classifiers(decoded):
+            registry.catch_up()  # an announcement may have landed after our last read
+        now = now_ms()
+        outputs: list[Output] = []
+        if self.view.revision != revision:
+            for table in self.tables.values():
+                outputs += self._outputs(table.recheck(now))
+        for tp, pairs in decoded.items():
+            table = self.tables.get(tp.partition)
+            if table is None:
+                continue  # revoked during this poll; the next owner replays it
+            for record, score in pairs:
+                outputs += self._consume(table, tp, record, score, now)
+        for table in self.tables.values():
+            outputs += self._outputs(table.expire(now))
+        outputs += self._changelog()
+        offsets = next_offsets(batches)
+        if outputs or offsets:
+            commit_batch(producer, consumer, outputs, offsets)
+
+    def _consume(
+        self, table: JoinTable, tp: TopicPartition, record, score, now: int
+    ) -> list[Output]:
+        if isinstance(score, Rejected):
+            return [self._dead_letter(score.id, score.reason, score.detail, tp, record)]
+        if score.scores and not any(self.view.knows(k) for k in score.scores):
+            detail = f"no registered classifier among {sorted(score.scores)}"
+            return [self._dead_letter(score.id, Reason.UNKNOWN_CLASSIFIER, detail, tp, record)]
+        return self._outputs(table.add(score, now))
+
+    def _has_unknown_classifiers(self, decoded: dict) -> bool:
+        return any(
+            isinstance(score, ScoreRecord) and any(not self.view.knows(k) for k in score.scores)
+            for pairs in decoded.values()
+            for _, score in pairs
+        )
+
+    # -- outputs ---------------------------------------------------------------------------
+    def _outputs(self, outcomes: list[Outcome]) -> list[Output]:
+        outputs = []
+        for outcome in outcomes:
+            if isinstance(outcome, Refused):
+                outputs.append(self._refusal(outcome))
+            else:
+                key = outcome.id.encode()
+                outputs.append(Output(self.settings.labels, key, encode(outcome)))
+        return outputs
+
+    def _refusal(self, refused: Refused) -> Output:
+        r = refused.refusal
+        letter = DeadLetter(
+            id=refused.id,
+            reason=r.reason,
+            detail=r.detail,
+            source_topic=r.source_topic,
+            source_partition=r.source_partition,
+            source_offset=r.source_offset,
+            original_key_b64=r.original_key_b64,
+            original_value_b64=r.original_value_b64,
+            refused_by="classifier",
+            refused_at_ms=now_ms(),
+        )
+        return Output(self.settings.dead_letters, refused.id.encode(), encode(letter))
+
+    def _dead_letter(self, message_id, reason, detail, tp, record) -> Output:
+        letter = DeadLetter(
+            id=message_id,
+            reason=reason,
+            detail=detail,
+            source_topic=tp.topic,
+            source_partition=tp.partition,
+            source_offset=record.offset,
+            original_key_b64=b64(record.key),
+            original_value_b64=b64(record.value) or "",
+            refused_by=f"aggregator:{self.instance_id}",
+            refused_at_ms=now_ms(),
+        )
+        return Output(self.settings.dead_letters, record.key, encode(letter))
+
+    def _changelog(self) -> list[Output]:
+        topic = self.settings.aggregator_state
+        outputs = []
+        for partition, table in self.tables.items():
+            for message_id, state in table.take_changes().items():
+                value = None if state is None else encode(state)
+                outputs.append(Output(topic, message_id.encode(), value, partition))
+        return outputs
+
+    # -- partition ownership -----------------------------------------------------------------
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        s = self.settings
+        for tp in partitions:
+            table = JoinTable(
+                self.view,
+                timeout_ms=int(s.join_timeout_s * 1000),
+                horizon_ms=int(s.dedupe_horizon_s * 1000),
+                threshold=s.threshold,
+            )
+            restored = self._restore(table, tp.partition)
+            self.tables[tp.partition] = table
+            log.info(
+                "partition %d assigned: restored %d pending, %d decided from %d changelog records",
+                tp.partition, len(table.pending), len(table.decided), restored,
+            )
+
+    def revoke(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.tables.pop(tp.partition, None)
+
+    def _restore(self, table: JoinTable, partition: int) -> int:
+        tp = TopicPartition(self.settings.aggregator_state, partition)
+        reader = kafka_clients.consumer(self.settings, group_id=None)
+        try:
+            reader.assign([tp])
+            reader.seek_to_beginning(tp)
+            end = reader.end_offsets([tp])[tp]
+            count = 0
+            deadline = time.monotonic() + 120
+            while reader.position(tp) < end and time.monotonic() < deadline:
+                for records in reader.poll(timeout_ms=200).values():
+                    for record in records:
+                        table.restore(record.key.decode(), _state(record.value))
+                        count += 1
+            return count
+        finally:
+            reader.close()
+
+
+def _state(value: bytes | None) -> JoinState | None:
+    return None if value is None else JoinState.model_validate_json(value)
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, aggregator: Aggregator) -> None:
+        self.aggregator = aggregator
+
+    def on_partitions_revoked(self, revoked):
+        self.aggregator.revoke(list(revoked))
+
+    def on_partitions_assigned(self, assigned):
+        self.aggregator.assign(list(assigned))

@@ -1,0 +1,189 @@
+"""`triage classifier`: consume texts, score them, publish scores, exactly once.
+
+One process hosts one or more classifiers as one unit: one consumer group, one transaction
+per polled batch, one score record per text carrying every hosted class. A unit of a single
+class uses the group `triage-classifier-<class>`, so every class reads every text on its own.
+Bad input is not an exception here: a text that cannot be decoded becomes a score record with a
+`refusal`, which the aggregator turns into exactly one dead-letter record (every classifier
+reads the same bad record; only the first refusal counts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+
+from kafka import KafkaConsumer, KafkaProducer
+
+from consumers.artifacts import LoadedModel
+from consumers.scoring import Scorer
+from schemas.codec import Rejected, b64, decode_text, encode
+from schemas.models import Announcement, ClassifierMode, ClassScore, Refusal, ScoreRecord
+from triage import kafka_clients
+from triage.registry import RegistryReader
+from triage.settings import ClassifierSettings
+from triage.streaming import Output, commit_batch, next_offsets, run_sessions
+
+log = logging.getLogger(__name__)
+
+
+def unit_name(labels: list[str]) -> str:
+    if len(labels) == 1:
+        return labels[0]
+    digest = hashlib.sha1(",".join(sorted(labels)).encode()).hexdigest()[:10]
+    return f"colocated-{digest}"
+
+
+class ClassifierUnit:
+    def __init__(
+        self,
+        settings: ClassifierSettings,
+        models: list[LoadedModel],
+        mode: ClassifierMode = ClassifierMode.VOTING,
+        group: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.scorer = Scorer(models)
+        self.models = models
+        self.mode = mode
+        self.group_id = settings.group(group or f"triage-classifier-{unit_name(self.labels)}")
+        self.since: dict[str, int] = {}
+        self._last_heartbeat = 0.0
+
+    @property
+    def labels(self) -> list[str]:
+        return [m.label for m in self.models]
+
+    def run(self, stop: threading.Event) -> None:
+        kafka_clients.ensure_topics(self.settings)
+        run_sessions(f"classifier {self.group_id}", self._session, stop)
+
+    def _session(self, stop: threading.Event) -> None:
+        s = self.settings
+        producer = kafka_clients.transactional_producer(
+            s,
+            f"{self.group_id}.{s.instance_id}",
+            transaction_timeout_ms=10_000,
+            linger_ms=2,
+            compression_type=None,
+        )
+        consumer = kafka_clients.consumer(
+            s,
+            group_id=self.group_id,
+            max_poll_records=s.max_batch,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=3_000,
+            fetch_max_wait_ms=50,
+        )
+        try:
+            self._announce(producer)
+            consumer.subscribe([s.texts])
+            log.info("classifier %s (%s) consuming %s", self.group_id, ", ".join(self.labels),
+                     s.texts)
+            while not stop.is_set():
+                self._step(consumer, producer)
+        finally:
+            consumer.close()
+            producer.close(timeout=5)
+
+    def _step(self, consumer: KafkaConsumer, producer: KafkaProducer) -> None:
+        batches = consumer.poll(timeout_ms=self.settings.poll_timeout_ms)
+        outputs = [out for tp, records in batches.items() for out in self._score(tp, records)]
+        if time.monotonic() - self._last_heartbeat > self.settings.heartbeat_s:
+            outputs += self._announcements()
+        offsets = next_offsets(batches)
+        if outputs or offsets:
+            commit_batch(producer, consumer, outputs, offsets)
+
+    # -- scoring -----------------------------------------------------------------------------
+    def _score(self, tp, records) -> list[Output]:
+        limits = self.settings.limits
+        decoded = [(r, decode_text(r.key, r.value, limits)) for r in records]
+        good = [(r, d) for r, d in decoded if not isinstance(d, Rejected)]
+        probabilities = self.scorer.score([d.text for _, d in good])
+        versions = {m.label: m.version for m in self.models}
+        outputs = []
+        for i, (record, text) in enumerate(good):
+            scores = {
+                label: ClassScore(probability=float(p[i]), version=versions[label])
+                for label, p in probabilities.items()
+            }
+            outputs.append(self._score_output(text.id, record, scores))
+        for record, rejected in decoded:
+            if isinstance(rejected, Rejected):
+                outputs.append(self._refusal_output(tp, record, rejected))
+        return outputs
+
+    def _score_output(self, message_id: str, record, scores: dict[str, ClassScore]) -> Output:
+        voting = self.mode is ClassifierMode.VOTING
+        score = ScoreRecord(
+            id=message_id,
+            text_timestamp_ms=record.timestamp,
+            scores=scores if voting else {},
+            shadow={} if voting else scores,
+            instance=self.settings.instance_id,
+        )
+        return Output(self.settings.scores, message_id.encode(), encode(score))
+
+    def _refusal_output(self, tp, record, rejected: Rejected) -> Output:
+        # Records without a usable id get one from their coordinates, the same in every
+        # classifier, so the aggregator still sees one message and emits one dead letter.
+        message_id = rejected.id or f"{tp.topic}:{tp.partition}:{record.offset}"
+        refusal = Refusal(
+            reason=rejected.reason,
+            detail=rejected.detail,
+            source_topic=tp.topic,
+            source_partition=tp.partition,
+            source_offset=record.offset,
+            original_key_b64=b64(record.key),
+            original_value_b64=b64(record.value) or "",
+        )
+        score = ScoreRecord(
+            id=message_id,
+            text_timestamp_ms=record.timestamp,
+            refusal=refusal,
+            instance=self.settings.instance_id,
+        )
+        return Output(self.settings.scores, message_id.encode(), encode(score))
+
+    # -- registry ----------------------------------------------------------------------------
+    def _announce(self, producer: KafkaProducer) -> None:
+        """Announce every hosted class, keeping `since` when this version already served."""
+        reader = RegistryReader(self.settings)
+        try:
+            reader.catch_up()
+            entries = reader.view.entries()
+        finally:
+            reader.close()
+        now = int(time.time() * 1000)
+        for model in self.models:
+            known = entries.get(model.label)
+            same = known is not None and known.version == model.version and known.mode == self.mode
+            self.since[model.label] = known.since_ms if same and known else now
+        commit_batch(producer, None, self._announcements(), {})
+        log.info("announced %s as %s", ", ".join(self.labels), self.mode.value)
+
+    def _announcements(self) -> list[Output]:
+        self._last_heartbeat = time.monotonic()
+        now = int(time.time() * 1000)
+        return [
+            Output(
+                self.settings.registry,
+                model.label.encode(),
+                encode(
+                    Announcement(
+                        label=model.label,
+                        version=model.version,
+                        mode=self.mode,
+                        since_ms=self.since[model.label],
+                        heartbeat_ms=now,
+                        reads=model.manifest.reads,
+                        group_id=self.group_id,
+                        instance=self.settings.instance_id,
+                    )
+                ),
+            )
+            for model in self.models
+        ]

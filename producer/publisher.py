@@ -1,0 +1,56 @@
+"""Publishing texts to the `texts` topic: the Python API behind `triage publish`.
+
+Records are keyed by message id and sent with an idempotent producer (`acks=all`), so a
+retried send never duplicates a text. `publish` returns the ids in input order once every
+record is acknowledged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from producer.readers import new_id
+from schemas.codec import encode
+from schemas.models import TextRecord
+from triage import kafka_clients
+from triage.settings import ProducerSettings
+
+
+class Publisher:
+    def __init__(self, settings: ProducerSettings | None = None) -> None:
+        self.settings = settings or ProducerSettings()
+        self._producer = kafka_clients.producer(
+            self.settings,
+            linger_ms=self.settings.linger_ms,
+            compression_type=self.settings.compression_type,
+        )
+
+    def publish(self, records: Iterable[TextRecord | str]) -> list[str]:
+        """Send every record and wait for the broker's acknowledgements; returns the ids."""
+        ids = []
+        futures = []
+        for item in records:
+            record = item if isinstance(item, TextRecord) else TextRecord(id=new_id(), text=item)
+            futures.append(
+                self._producer.send(
+                    self.settings.texts, key=record.id.encode(), value=encode(record)
+                )
+            )
+            ids.append(record.id)
+        self._producer.flush()
+        for future in futures:
+            future.get(timeout=30)  # raises if the broker refused the record
+        return ids
+
+    def send_raw(self, key: bytes | None, value: bytes | None) -> None:
+        """Send bytes as they are (for tests and tools that publish non-JSON texts)."""
+        self._producer.send(self.settings.texts, key=key, value=value).get(timeout=30)
+
+    def close(self) -> None:
+        self._producer.close(timeout=10)
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

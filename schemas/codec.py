@@ -1,0 +1,174 @@
+"""Encoding and decoding of every triage record, in one place.
+
+Decoders never raise on bad input: they return a `Rejected` value naming the reason, so the
+calling service can route the record to the dead-letter topic and move on (errors are data).
+Limits on record size are checked before any decoding work is done.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from schemas.models import SCHEMA_VERSION, Announcement, LabelRecord, ScoreRecord, TextRecord
+
+M = TypeVar("M", bound=BaseModel)
+
+DEFAULT_MAX_RECORD_BYTES = 64 * 1024
+DEFAULT_MAX_TEXT_CHARS = 10_000
+
+
+class Reason:
+    """Dead-letter reasons: stable strings that dashboards and alerts group by."""
+
+    RECORD_TOO_LARGE = "record_too_large"
+    EMPTY_RECORD = "empty_record"
+    INVALID_UTF8 = "invalid_utf8"
+    MALFORMED_JSON = "malformed_json"
+    NOT_AN_OBJECT = "not_an_object"
+    UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"
+    MISSING_ID = "missing_id"
+    MISSING_TEXT = "missing_text"
+    EMPTY_TEXT = "empty_text"
+    TEXT_TOO_LONG = "text_too_long"
+    INVALID_FIELDS = "invalid_fields"
+    UNKNOWN_CLASSIFIER = "unknown_classifier"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Why a record could not be used; `id` is the message id when it could still be read."""
+
+    reason: str
+    detail: str
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TextLimits:
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
+
+
+def encode(record: BaseModel) -> bytes:
+    return record.model_dump_json(exclude_none=False).encode()
+
+
+def b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+def decode_key(key: bytes | None) -> str | None:
+    if not key:
+        return None
+    try:
+        return key.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def decode_text(
+    key: bytes | None, value: bytes | None, limits: TextLimits = TextLimits()
+) -> TextRecord | Rejected:
+    """A `texts` record: a JSON TextRecord, or plain UTF-8 text with the id in the key."""
+    key_id = decode_key(key)
+    if not value:
+        return Rejected(Reason.EMPTY_RECORD, "the record has no value", key_id)
+    if len(value) > limits.max_record_bytes:
+        return Rejected(
+            Reason.RECORD_TOO_LARGE,
+            f"{len(value)} bytes exceeds the limit of {limits.max_record_bytes}",
+            key_id,
+        )
+    try:
+        raw = value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejected(Reason.INVALID_UTF8, str(exc), key_id)
+    if raw.lstrip().startswith("{"):
+        return _decode_json_text(raw, key_id, limits)
+    if key_id is None:
+        return Rejected(Reason.MISSING_ID, "plain-text record without a message id in its key")
+    return _checked_text(key_id, raw, None, limits)
+
+
+def _decode_json_text(raw: str, key_id: str | None, limits: TextLimits) -> TextRecord | Rejected:
+    try:
+        obj = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return Rejected(Reason.MALFORMED_JSON, str(exc), key_id)
+    if not isinstance(obj, dict):
+        return Rejected(Reason.NOT_AN_OBJECT, "JSON value is not an object", key_id)
+    version = obj.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        return Rejected(Reason.UNKNOWN_SCHEMA_VERSION, f"schema_version {version!r}", key_id)
+    record_id = obj.get("id", key_id)
+    if not isinstance(record_id, str) or not record_id:
+        return Rejected(Reason.MISSING_ID, "no message id in the key or the `id` field", key_id)
+    text = obj.get("text")
+    if text is None:
+        return Rejected(Reason.MISSING_TEXT, "JSON object has no `text` field", record_id)
+    if not isinstance(text, str):
+        return Rejected(Reason.INVALID_FIELDS, "`text` is not a string", record_id)
+    metadata = obj.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        return Rejected(Reason.INVALID_FIELDS, "`metadata` is not an object", record_id)
+    return _checked_text(record_id, text, metadata, limits)
+
+
+def _checked_text(
+    record_id: str, text: str, metadata: dict | None, limits: TextLimits
+) -> TextRecord | Rejected:
+    if not text.strip():
+        return Rejected(Reason.EMPTY_TEXT, "the text is empty", record_id)
+    if len(text) > limits.max_text_chars:
+        return Rejected(
+            Reason.TEXT_TOO_LONG,
+            f"{len(text)} characters exceeds the limit of {limits.max_text_chars}",
+            record_id,
+        )
+    try:
+        return TextRecord(id=record_id, text=text, metadata=metadata)
+    except ValidationError as exc:
+        return Rejected(Reason.INVALID_FIELDS, _first_error(exc), record_id)
+
+
+def _decode_model(model: type[M], value: bytes | None, max_bytes: int) -> M | Rejected:
+    if not value:
+        return Rejected(Reason.EMPTY_RECORD, "the record has no value")
+    if len(value) > max_bytes:
+        return Rejected(Reason.RECORD_TOO_LARGE, f"{len(value)} bytes exceeds {max_bytes}")
+    try:
+        return model.model_validate_json(value)
+    except ValidationError as exc:
+        return _rejection_for(exc)
+
+
+def _rejection_for(exc: ValidationError) -> Rejected:
+    errors = exc.errors()
+    if any(e["type"] == "json_invalid" for e in errors):
+        return Rejected(Reason.MALFORMED_JSON, _first_error(exc))
+    if any(e["loc"] == ("schema_version",) for e in errors):
+        return Rejected(Reason.UNKNOWN_SCHEMA_VERSION, _first_error(exc))
+    return Rejected(Reason.INVALID_FIELDS, _first_error(exc))
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(part) for part in err["loc"]) or "record"
+    return f"{where}: {err['msg']}"
+
+
+def decode_score(value: bytes | None, max_bytes: int = 1024 * 1024) -> ScoreRecord | Rejected:
+    return _decode_model(ScoreRecord, value, max_bytes)
+
+
+def decode_announcement(value: bytes | None) -> Announcement | Rejected:
+    return _decode_model(Announcement, value, 64 * 1024)
+
+
+def decode_label(value: bytes | None) -> LabelRecord | Rejected:
+    return _decode_model(LabelRecord, value, 1024 * 1024)

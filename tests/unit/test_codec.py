@@ -1,0 +1,83 @@
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from schemas.codec import Reason, Rejected, TextLimits, decode_score, decode_text, encode
+from schemas.models import ClassScore, ScoreRecord, TextRecord
+
+
+def test_json_text_record_with_id_in_body():
+    value = json.dumps({"id": "m1", "text": "where is my card", "metadata": {"x": 1}}).encode()
+    record = decode_text(None, value)
+    assert record == TextRecord(id="m1", text="where is my card", metadata={"x": 1})
+
+
+def test_json_text_takes_id_from_key_when_body_has_none():
+    record = decode_text(b"k7", b'{"text": "hello"}')
+    assert isinstance(record, TextRecord) and record.id == "k7"
+
+
+def test_plain_utf8_text_with_key():
+    record = decode_text(b"k1", "my card was eaten by the ATM €".encode())
+    assert isinstance(record, TextRecord)
+    assert record.id == "k1" and record.text.endswith("€")
+
+
+def test_plain_text_without_key_is_rejected():
+    assert decode_text(None, b"hello").reason == Reason.MISSING_ID
+
+
+def reason(key, value, limits=TextLimits()):
+    result = decode_text(key, value, limits)
+    assert isinstance(result, Rejected), result
+    return result.reason
+
+
+def test_rejections_name_the_reason():
+    assert reason(b"k", b"\xff\xfe bad") == Reason.INVALID_UTF8
+    assert reason(b"k", b'{"text": ') == Reason.MALFORMED_JSON
+    assert reason(b"k", b'{"id": "x"}') == Reason.MISSING_TEXT
+    assert reason(b"k", b'{"text": "   "}') == Reason.EMPTY_TEXT
+    assert reason(b"k", b"   ") == Reason.EMPTY_TEXT
+    assert reason(b"k", b"") == Reason.EMPTY_RECORD
+    assert reason(b"k", None) == Reason.EMPTY_RECORD
+    assert reason(b"k", b'{"text": 5}') == Reason.INVALID_FIELDS
+    assert reason(b"k", b'{"schema_version": 9, "text": "a"}') == Reason.UNKNOWN_SCHEMA_VERSION
+    assert reason(b"k", b"x" * 101, TextLimits(max_record_bytes=100)) == Reason.RECORD_TOO_LARGE
+    assert reason(b"k", b"x" * 11, TextLimits(max_text_chars=10)) == Reason.TEXT_TOO_LONG
+
+
+def test_rejection_keeps_the_id_when_readable():
+    assert decode_text(b"abc", b'{"text": ""}').id == "abc"
+
+
+def test_score_round_trip():
+    score = ScoreRecord(
+        id="m", text_timestamp_ms=5, scores={"a": ClassScore(probability=0.5, version="1")}
+    )
+    assert decode_score(encode(score)) == score
+
+
+def test_score_with_unknown_schema_version_is_rejected():
+    value = json.dumps({"schema_version": 2, "id": "m", "text_timestamp_ms": 1}).encode()
+    assert decode_score(value).reason == Reason.UNKNOWN_SCHEMA_VERSION
+
+
+@given(st.one_of(st.none(), st.binary(max_size=64)), st.binary(max_size=512))
+def test_text_decoder_never_raises(key, value):
+    result = decode_text(key, value)
+    assert isinstance(result, TextRecord | Rejected)
+    if isinstance(result, TextRecord):
+        assert result.text.strip() and result.id
+
+
+@given(st.binary(max_size=512))
+def test_score_decoder_never_raises(value):
+    assert isinstance(decode_score(value), ScoreRecord | Rejected)
+
+
+@given(st.dictionaries(st.sampled_from(["id", "text", "metadata", "schema_version"]),
+                       st.one_of(st.none(), st.integers(), st.text(), st.lists(st.integers()))))
+def test_json_objects_decode_or_are_rejected(obj):
+    assert isinstance(decode_text(b"k", json.dumps(obj).encode()), TextRecord | Rejected)

@@ -1,0 +1,152 @@
+import pytest
+
+from aggregator.join import JoinTable, Refused
+from aggregator.registry import RegistryView
+from schemas.models import (
+    Announcement,
+    ClassifierMode,
+    ClassScore,
+    LabelRecord,
+    Refusal,
+    ScoreRecord,
+)
+
+T0 = 1_000_000
+
+
+def announce(view, label, since=0, mode=ClassifierMode.VOTING):
+    view.apply(label, Announcement(label=label, version="1", mode=mode, since_ms=since,
+                                   heartbeat_ms=since, group_id="g", instance="i"))
+
+
+def score(message_id, ts=T0, **probabilities):
+    return ScoreRecord(
+        id=message_id,
+        text_timestamp_ms=ts,
+        scores={k: ClassScore(probability=v, version="1") for k, v in probabilities.items()},
+    )
+
+
+@pytest.fixture
+def view():
+    v = RegistryView()
+    announce(v, "a")
+    announce(v, "b")
+    return v
+
+
+@pytest.fixture
+def table(view):
+    return JoinTable(view, timeout_ms=1000, horizon_ms=60_000)
+
+
+def test_decides_once_every_expected_classifier_answered(table):
+    assert table.add(score("m", a=0.2), T0) == []
+    [result] = table.add(score("m", b=0.7), T0 + 5)
+    assert isinstance(result, LabelRecord)
+    assert (result.label, result.probability, result.complete) == ("b", 0.7, True)
+    assert result.scores == {"a": 0.2, "b": 0.7} and result.missing == []
+    assert not table.pending
+
+
+def test_one_record_with_several_classes_completes_at_once(table):
+    [result] = table.add(score("m", a=0.6, b=0.1), T0)
+    assert result.label == "a" and result.versions == {"a": "1", "b": "1"}
+
+
+def test_duplicate_score_changes_nothing(table):
+    table.add(score("m", a=0.2), T0)
+    table.add(score("m", a=0.99), T0)  # redelivered with another value: first one wins
+    [result] = table.add(score("m", b=0.3), T0)
+    assert result.scores["a"] == 0.2 and table.counts["duplicate_scores"] == 1
+
+
+def test_late_score_after_decision_is_ignored(table):
+    table.add(score("m", a=0.2, b=0.3), T0)
+    assert table.add(score("m", a=0.9), T0 + 10) == []
+    assert table.counts["late_scores"] == 1
+
+
+def test_timeout_emits_partial_result_naming_missing(table):
+    table.add(score("m", a=0.8), T0)
+    assert table.expire(T0 + 999) == []
+    [result] = table.expire(T0 + 1000)
+    assert (result.complete, result.missing, result.label) == (False, ["b"], "a")
+    assert table.counts["join_timeouts"] == 1
+    assert table.add(score("m", b=0.9), T0 + 2000) == []  # the straggler cannot decide again
+
+
+def test_classifier_that_started_after_the_text_is_not_waited_for(view, table):
+    announce(view, "c", since=T0 + 1)
+    [result] = table.add(score("m", a=0.1, b=0.2), T0)
+    assert result.complete and "c" not in result.missing
+
+
+def test_late_joiner_score_is_kept_apart_from_the_vote(view, table):
+    announce(view, "c", since=T0 + 1)
+    table.add(score("m", c=0.99), T0)
+    [result] = table.add(score("m", a=0.1, b=0.2), T0)
+    assert result.label == "b" and result.shadow_scores == {"c": 0.99}
+
+
+def test_shadow_classifier_does_not_vote(view, table):
+    announce(view, "s", mode=ClassifierMode.SHADOW)
+    shadow = ScoreRecord(id="m", text_timestamp_ms=T0,
+                         shadow={"s": ClassScore(probability=0.99, version="2")})
+    table.add(shadow, T0)
+    [result] = table.add(score("m", a=0.1, b=0.2), T0)
+    assert result.label == "b" and result.shadow_scores == {"s": 0.99}
+
+
+def test_retiring_a_class_completes_joins_waiting_for_it(view, table):
+    table.add(score("m", a=0.4), T0)
+    view.apply("b", None)
+    [result] = table.recheck(T0 + 1)
+    assert result.complete and result.label == "a" and "b" not in result.scores
+
+
+def test_threshold_abstains(view):
+    table = JoinTable(view, timeout_ms=1000, horizon_ms=60_000, threshold=0.5)
+    [result] = table.add(score("m", a=0.3, b=0.4), T0)
+    assert result.label is None and result.probability == 0.4
+
+
+def test_refusal_becomes_one_dead_letter(table):
+    refusal = Refusal(reason="empty_text", detail="", source_topic="texts", source_partition=0,
+                      source_offset=3, original_key_b64=None, original_value_b64="")
+    bad = ScoreRecord(id="texts:0:3", text_timestamp_ms=T0, refusal=refusal)
+    [outcome] = table.add(bad, T0)
+    assert isinstance(outcome, Refused)
+    assert table.add(bad, T0) == []  # the second classifier's refusal changes nothing
+
+
+def test_unknown_classifier_scores_are_dropped(table):
+    table.add(score("m", a=0.3, zzz=0.99), T0)
+    assert table.counts["unknown_classifier_scores"] == 1
+    [result] = table.add(score("m", b=0.1), T0)
+    assert "zzz" not in result.scores
+
+
+def test_stale_scores_are_dropped_not_joined(table):
+    assert table.add(score("old", ts=T0 - 61_000, a=0.5), T0) == []
+    assert table.counts["stale_scores"] == 1 and not table.pending
+
+
+def test_changelog_replay_restores_pending_and_decided(view, table):
+    table.add(score("p", a=0.3), T0)
+    table.add(score("d", a=0.3, b=0.1), T0)
+    changes = table.take_changes()
+    restored = JoinTable(view, timeout_ms=1000, horizon_ms=60_000)
+    for message_id, state in changes.items():
+        restored.restore(message_id, state)
+    assert set(restored.pending) == {"p"} and set(restored.decided) == {"d"}
+    assert restored.add(score("d", b=0.9), T0) == []
+    [result] = restored.expire(T0 + 1000)  # the timeout clock survived the restart
+    assert result.id == "p" and result.missing == ["b"]
+
+
+def test_decided_markers_expire_after_horizon(table):
+    table.add(score("m", a=0.1, b=0.2), T0)
+    table.take_changes()
+    table.expire(T0 + 60_000)
+    assert not table.decided and table.take_changes() == {"m": None}

@@ -1,0 +1,258 @@
+"""The `triage` command: one entry point for every service and tool.
+
+Flags map one to one onto the fields of the service's settings class (`triage/settings.py`);
+anything not given on the command line comes from `TRIAGE_*` environment variables. Operator
+mistakes (a missing file, a bad flag, no broker) end with one line saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from kafka.errors import KafkaError, NoBrokersAvailable
+from pydantic import ValidationError
+
+from consumers.artifacts import ArtifactError
+from consumers.training import DataError
+from producer.readers import InputError
+from triage import kafka_cli
+from triage.kafka_local import LocalKafkaError
+from triage.settings import (
+    AggregatorSettings,
+    ClassifierSettings,
+    CommonSettings,
+    ConfigError,
+    ProducerSettings,
+)
+
+log = logging.getLogger("triage")
+
+OPERATOR_ERRORS = (
+    ConfigError, ArtifactError, DataError, InputError, LocalKafkaError, NoBrokersAvailable,
+)
+
+
+def settings_from(cls: type[CommonSettings], args: argparse.Namespace) -> Any:
+    """Flags given on the command line override `TRIAGE_*` variables and defaults."""
+    given = {
+        name: value
+        for name, value in vars(args).items()
+        if name in cls.model_fields and value is not None
+    }
+    try:
+        return cls(**given)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"invalid setting {field}: {err['msg']}") from None
+
+
+def _kafka_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Kafka connection (flags override TRIAGE_* variables)")
+    g.add_argument("--bootstrap-servers", help="host:port[,...] (TRIAGE_BOOTSTRAP_SERVERS); "
+                   "default: the broker `triage kafka start` runs")
+    g.add_argument("--topic-prefix", help="prefix for every topic and group (TRIAGE_TOPIC_PREFIX)")
+    g.add_argument("--security-protocol",
+                   choices=["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"])
+    g.add_argument("--sasl-mechanism", choices=["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+    g.add_argument("--sasl-username", help="password only from TRIAGE_SASL_PASSWORD")
+    g.add_argument("--ssl-cafile", type=Path)
+    g.add_argument("--ssl-certfile", type=Path)
+    g.add_argument("--ssl-keyfile", type=Path)
+    g.add_argument("--instance-id", help="stable id of this instance (default: host name)")
+    g.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="triage",
+        description="Route support messages on Kafka with independent binary classifiers.",
+    )
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    kafka_cli.add_parser(sub)
+
+    p = sub.add_parser("train", help="train one binary classifier per class")
+    p.add_argument("--data", type=Path, required=True, help="CSV with columns text,category")
+    p.add_argument("--out", type=Path, required=True, help="models folder (one subfolder a class)")
+    p.add_argument("--label", action="append", help="train only this class (repeatable)")
+    p.add_argument("--C", dest="c", type=float, default=10.0, help="inverse regularisation")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="per-classifier and ensemble metrics vs a multiclass baseline")
+    p.add_argument("--models", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True, help="CSV with columns text,category")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("classifier", help="run classifier consumer(s) co-located in one process")
+    p.add_argument("--models", type=Path, required=True)
+    p.add_argument("--label", action="append", help="host only this class (repeatable); "
+                   "default: every model in the folder")
+    p.add_argument("--shadow", action="store_true", help="score every text but do not vote")
+    p.add_argument("--group", help="consumer group name (default from the hosted classes)")
+    p.add_argument("--max-batch", type=int, help="records polled and scored at once")
+    p.add_argument("--max-text-chars", type=int)
+    p.add_argument("--max-record-bytes", type=int)
+    _kafka_flags(p)
+    p.set_defaults(func=cmd_classifier)
+
+    p = sub.add_parser("aggregate", help="run the aggregator")
+    p.add_argument("--join-timeout-s", type=float, help="wait this long for missing scores")
+    p.add_argument("--threshold", type=float, help="abstain when the winner is below this")
+    p.add_argument("--max-batch", type=int)
+    _kafka_flags(p)
+    p.set_defaults(func=cmd_aggregate)
+
+    p = sub.add_parser("up", help="run every classifier and the aggregator until Ctrl-C")
+    p.add_argument("--models", type=Path, required=True)
+    p.add_argument("--label", action="append", help="run only these classes")
+    p.add_argument("--mode", choices=["per-process", "colocated"], default="per-process")
+    p.add_argument("--metrics-base-port", type=int,
+                   help="aggregator serves metrics here, classifiers on the next ports")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("publish", help="publish texts; prints their ids in input order")
+    p.add_argument("file", nargs="?", default="-", help="CSV, JSONL or one text a line; - = stdin")
+    p.add_argument("--format", choices=["csv", "jsonl", "lines"], help="default: from the name")
+    _kafka_flags(p)
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("results", help="print committed labelled results")
+    p.add_argument("--follow", action="store_true", help="keep reading new results")
+    p.add_argument("--json", action="store_true", help="one JSON object a line")
+    _kafka_flags(p)
+    p.set_defaults(func=cmd_results)
+    return parser
+
+
+# -- commands ---------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from consumers.training import read_dataset, train
+
+    manifests = train(read_dataset(args.data), args.out, args.label, c=args.c)
+    print(f"{'class':32} {'version':>7} {'precision':>9} {'recall':>7} {'f1':>6}")
+    for m in manifests:
+        x = m.metrics
+        print(f"{m.label:32} {m.version:>7} {x['precision']:9.3f} {x['recall']:7.3f} "
+              f"{x['f1']:6.3f}")
+    print(f"wrote {len(manifests)} model(s) to {args.out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from consumers.evaluation import evaluate, format_report
+
+    report = evaluate(args.models, args.data)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def cmd_classifier(args: argparse.Namespace) -> int:
+    from consumers.artifacts import load_models
+    from consumers.service import ClassifierUnit
+    from schemas.models import ClassifierMode
+    from triage.streaming import stop_on_signals
+
+    settings = settings_from(ClassifierSettings, args)
+    models = load_models(args.models, args.label)
+    mode = ClassifierMode.SHADOW if args.shadow else ClassifierMode.VOTING
+    stop = stop_on_signals()
+    ClassifierUnit(settings, models, mode, args.group).run(stop)
+    return 0
+
+
+def cmd_aggregate(args: argparse.Namespace) -> int:
+    from aggregator.service import Aggregator
+    from triage.streaming import stop_on_signals
+
+    settings = settings_from(AggregatorSettings, args)
+    stop = stop_on_signals()
+    Aggregator(settings).run(stop)
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from consumers.artifacts import available_labels
+    from triage import kafka_clients, supervisor
+    from triage.streaming import stop_on_signals
+
+    labels = args.label or available_labels(args.models)
+    if not labels:
+        raise ArtifactError(f"{args.models}: no models; run `triage train` first")
+    settings = settings_from(CommonSettings, args)
+    log.info("pipeline on %s: %d classifier(s), mode %s", kafka_clients.bootstrap(settings),
+             len(labels), args.mode)
+    kafka_clients.ensure_topics(settings)
+    children = supervisor.plan(args.models, labels, args.mode == "colocated",
+                               args.metrics_base_port)
+    return supervisor.supervise(children, stop_on_signals())
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from producer.publisher import Publisher
+    from producer.readers import guess_format, read_records
+    from triage import kafka_clients
+
+    if args.file == "-":
+        content, name = sys.stdin.read(), "stdin"
+    else:
+        try:
+            content, name = Path(args.file).read_text(encoding="utf-8"), args.file
+        except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as exc:
+            raise InputError(f"{args.file}: cannot read: {exc}") from None
+    fmt = args.format or guess_format(name, content.split("\n", 1)[0])
+    records = list(read_records(content, fmt, name))
+    settings = settings_from(ProducerSettings, args)
+    kafka_clients.ensure_topics(settings)
+    with Publisher(settings) as publisher:
+        for message_id in publisher.publish(records):
+            print(message_id)
+    return 0
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from triage.results import read_labels
+
+    settings = settings_from(CommonSettings, args)
+    for result in read_labels(settings, follow=args.follow):
+        if args.json:
+            print(result.model_dump_json(), flush=True)
+        else:
+            label = result.label or "(abstained)"
+            flag = "" if result.complete else f"  partial, missing {','.join(result.missing)}"
+            print(f"{result.id}\t{label}\t{result.probability:.3f}{flag}", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
+    try:
+        return args.func(args)
+    except OPERATOR_ERRORS as exc:
+        print(f"triage {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KafkaError as exc:
+        print(f"triage {args.command}: Kafka error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Configuration of every triage service, from flags and `TRIAGE_*` environment variables.
+
+One frozen settings class per service, all sharing the Kafka connection, security and topic
+fields of `CommonSettings`, so every service reads the same variables the same way. Flags win
+over the environment; the environment wins over defaults. Credentials are `SecretStr` and
+never appear in logs, errors or `repr`.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.codec import DEFAULT_MAX_RECORD_BYTES, DEFAULT_MAX_TEXT_CHARS, TextLimits
+
+
+class ConfigError(Exception):
+    """An operator's mistake in configuration; the message says what to do."""
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRIAGE_", frozen=True, extra="ignore")
+
+    bootstrap_servers: str | None = Field(
+        default=None, description="host:port[,host:port]; default: the `triage kafka` broker"
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_check_hostname: bool = True
+
+    topic_prefix: str = ""
+    topic_texts: str = "texts"
+    topic_scores: str = "scores"
+    topic_labels: str = "labels"
+    topic_registry: str = "triage-registry"
+    topic_dead_letters: str = "triage-dead-letters"
+    topic_aggregator_state: str = "triage-aggregator-state"
+    topic_partitions: int = Field(default=6, ge=1)
+    topic_replication_factor: int | None = Field(default=None, ge=1)
+
+    instance_id: str = Field(
+        default_factory=socket.gethostname,
+        description="stable per running instance: a restart with the same id fences its zombie",
+    )
+
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+
+    def topic(self, name: str) -> str:
+        return self.topic_prefix + name
+
+    @property
+    def texts(self) -> str:
+        return self.topic(self.topic_texts)
+
+    @property
+    def scores(self) -> str:
+        return self.topic(self.topic_scores)
+
+    @property
+    def labels(self) -> str:
+        return self.topic(self.topic_labels)
+
+    @property
+    def registry(self) -> str:
+        return self.topic(self.topic_registry)
+
+    @property
+    def dead_letters(self) -> str:
+        return self.topic(self.topic_dead_letters)
+
+    @property
+    def aggregator_state(self) -> str:
+        return self.topic(self.topic_aggregator_state)
+
+    def group(self, name: str) -> str:
+        return self.topic_prefix + name
+
+
+class ClassifierSettings(CommonSettings):
+    max_batch: int = Field(default=500, ge=1, description="records polled and scored at once")
+    poll_timeout_ms: int = Field(default=100, ge=1)
+    max_record_bytes: int = Field(default=DEFAULT_MAX_RECORD_BYTES, ge=1)
+    max_text_chars: int = Field(default=DEFAULT_MAX_TEXT_CHARS, ge=1)
+    heartbeat_s: float = Field(default=10.0, gt=0)
+    start_from: Literal["since", "earliest", "latest"] = "earliest"
+
+    @property
+    def limits(self) -> TextLimits:
+        return TextLimits(self.max_record_bytes, self.max_text_chars)
+
+
+class AggregatorSettings(CommonSettings):
+    join_timeout_s: float = Field(default=10.0, gt=0, description="wait for missing scores")
+    threshold: float = Field(default=0.0, ge=0.0, le=1.0, description="abstain below this")
+    dedupe_horizon_s: float = Field(default=3600.0, gt=0)
+    max_batch: int = Field(default=2000, ge=1)
+    poll_timeout_ms: int = Field(default=100, ge=1)
+    group_id: str = "triage-aggregator"
+
+
+class ProducerSettings(CommonSettings):
+    linger_ms: int = Field(default=5, ge=0)
+    compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
