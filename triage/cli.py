@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kafka.errors import KafkaError, NoBrokersAvailable
+from kafka.errors import KafkaError, KafkaTimeoutError
 from pydantic import ValidationError
 
 from consumers.artifacts import ArtifactError
@@ -33,7 +33,7 @@ from triage.settings import (
 log = logging.getLogger("triage")
 
 OPERATOR_ERRORS = (
-    ConfigError, ArtifactError, DataError, InputError, LocalKafkaError, NoBrokersAvailable,
+    ConfigError, ArtifactError, DataError, InputError, LocalKafkaError,
 )
 
 

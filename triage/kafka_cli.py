@@ -1,0 +1,188 @@
+"""Command line for the local Kafka cluster of triage/kafka_local.py.
+
+``add_parser`` plugs ``kafka start|stop|status`` into the main ``triage`` command; running this
+module (``python -m triage.kafka_cli start|stop|status``) offers the same commands on their own.
+``start`` prints only the bootstrap servers on stdout (its last line), so that scripts can do
+``export TRIAGE_BOOTSTRAP_SERVERS=$(triage kafka start)``; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from triage import kafka_local
+from triage.kafka_local import LocalKafkaError
+
+log = logging.getLogger("triage.kafka_cli")
+
+_Command = Callable[[argparse.Namespace], int]
+
+_STATE_DIR_HELP = (
+    "directory holding the cluster's configs, data, logs and cluster.json "
+    "(default: $TRIAGE_KAFKA_HOME, else ./.triage/kafka)"
+)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``kafka start|stop|status`` to the subcommands of the main ``triage`` parser."""
+    parser = subparsers.add_parser(
+        "kafka",
+        help="run a local Apache Kafka cluster for development and tests",
+        description=(
+            f"Run a real Apache Kafka {kafka_local.KAFKA_VERSION} cluster (KRaft, combined "
+            "broker+controller nodes) on 127.0.0.1 in the background. The jars are fetched "
+            "once with Maven (cache: $TRIAGE_KAFKA_LIBS, else ./.triage/kafka-libs); Java 17+ "
+            "is required."
+        ),
+    )
+    add_commands(parser.add_subparsers(dest="kafka_command", metavar="COMMAND", required=True))
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``start``, ``stop`` and ``status`` subcommands to ``subparsers``."""
+    start = subparsers.add_parser(
+        "start",
+        help="start a cluster (or return the running one) and print its bootstrap servers",
+        description=(
+            "Start a local cluster and wait until every broker answers. If one is already "
+            "running from the state dir it is reused. The bootstrap servers are printed as "
+            "the last line of stdout."
+        ),
+    )
+    start.add_argument(
+        "--nodes",
+        type=_positive_int,
+        default=1,
+        help="number of broker+controller nodes; 3 gives replication factor 3 with "
+        "min.insync.replicas=2 (default: 1)",
+    )
+    start.add_argument("--state-dir", type=Path, help=_STATE_DIR_HELP)
+    start.set_defaults(func=_reporting_errors(_start))
+
+    stop = subparsers.add_parser(
+        "stop",
+        help="stop the cluster and delete its data",
+        description=(
+            "Stop every node (controlled shutdown, then SIGKILL if it hangs) and delete the "
+            "cluster's data; the node logs and the jar cache are kept."
+        ),
+    )
+    stop.add_argument("--state-dir", type=Path, help=_STATE_DIR_HELP)
+    stop.set_defaults(func=_reporting_errors(_stop))
+
+    status = subparsers.add_parser(
+        "status",
+        help="show the nodes of the running cluster; exit 1 if none runs",
+        description=(
+            "Print one line per node (id, pid, port, alive) and the bootstrap servers as the "
+            "last line. Exits with 1 when no cluster runs from the state dir."
+        ),
+    )
+    status.add_argument("--state-dir", type=Path, help=_STATE_DIR_HELP)
+    status.set_defaults(func=_reporting_errors(_status))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m triage.kafka_cli``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m triage.kafka_cli",
+        description="Run a local Apache Kafka cluster for development and tests.",
+    )
+    add_commands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+def _start(args: argparse.Namespace) -> int:
+    elsewhere = os.environ.get("TRIAGE_BOOTSTRAP_SERVERS")
+    if elsewhere:
+        log.info(
+            "note: TRIAGE_BOOTSTRAP_SERVERS=%s points elsewhere; starting a local cluster anyway",
+            elsewhere,
+        )
+    cluster = kafka_local.start(state_dir=args.state_dir, nodes=args.nodes)
+    for node in cluster.nodes:
+        log.info(
+            "node %d: pid %d, port %d, log %s", node.node_id, node.pid, node.port, node.server_log
+        )
+    print(cluster.bootstrap)
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    state_dir = _state_dir(args)
+    running = kafka_local.status(state_dir)
+    if not kafka_local.stop(state_dir):
+        print(f"no local Kafka cluster was running from {state_dir}")
+        return 0
+    node_ids = ", ".join(str(n.node_id) for n in running.nodes if n.alive) if running else "?"
+    print(f"stopped local Kafka cluster from {state_dir} (nodes {node_ids})")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    state_dir = _state_dir(args)
+    cluster = kafka_local.status(state_dir)
+    if cluster is None:
+        print(f"no local Kafka cluster is running from {state_dir}", file=sys.stderr)
+        return 1
+    for node in cluster.nodes:
+        state = "alive" if node.alive else "dead"
+        print(f"node {node.node_id}  pid {node.pid}  port {node.port}  {state}")
+    print(cluster.bootstrap)
+    return 0
+
+
+def _reporting_errors(command: _Command) -> _Command:
+    """Turn a LocalKafkaError into an error line on stderr (details indented below), exit 1."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        _configure_logging()
+        try:
+            return command(args)
+        except LocalKafkaError as exc:
+            # One error line; details such as a broker's last log lines follow, indented.
+            summary, *details = str(exc).splitlines() or [""]
+            print(f"triage kafka: error: {summary}", file=sys.stderr)
+            for line in details:
+                print(f"    {line}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def _configure_logging() -> None:
+    # Progress must reach stderr even when the caller configured no logging; a caller that
+    # did keeps its own setup.
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="triage kafka: %(message)s", stream=sys.stderr
+        )
+        # kafka-python reports every refused connection while brokers come up.
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    return args.state_dir.resolve() if args.state_dir else kafka_local.default_state_dir()
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())
