@@ -68,20 +68,22 @@ class JoinTable:
 
     def _merge(self, state: JoinState | None, score: ScoreRecord, now_ms: int) -> JoinState:
         if state is None:
-            state = JoinState(
-                id=score.id, text_timestamp_ms=score.text_timestamp_ms, first_seen_ms=now_ms
+            state = JoinState.model_construct(
+                schema_version=1, id=score.id, text_timestamp_ms=score.text_timestamp_ms,
+                first_seen_ms=now_ms, scores={}, shadow={}, versions={}, decided_at_ms=None,
             )
         known = {k: v for k, v in score.scores.items() if self.registry.knows(k)}
         self.counts["unknown_classifier_scores"] += len(score.scores) - len(known)
         duplicates = known.keys() & state.scores.keys()
         self.counts["duplicate_scores"] += len(duplicates)
-        if not (known.keys() - duplicates) and not score.shadow:
+        if not (known.keys() - duplicates) and not (score.shadow.keys() - state.shadow.keys()):
             return state
         # The first score of a classifier for a message wins: a duplicate changes nothing.
         return state.model_copy(
             update={
                 "scores": known | state.scores,
                 "shadow": score.shadow | state.shadow,
+                "versions": score.versions | state.versions,
             }
         )
 
@@ -136,26 +138,27 @@ class JoinTable:
         voting = {k: v for k, v in state.scores.items() if k in expected}
         shadow = dict(state.shadow)
         shadow.update({k: v for k, v in state.scores.items() if k not in expected})
-        probabilities = {k: v.probability for k, v in voting.items()}
-        decision = decide(probabilities, self.threshold)
+        decision = decide(voting, self.threshold)
         missing = sorted(expected - voting.keys())
         self._mark_decided(state.id, now_ms)
-        return LabelRecord(
+        return LabelRecord.model_construct(
             id=state.id,
             label=decision.label,
             probability=decision.probability,
-            scores=probabilities,
+            scores=voting,
             complete=not missing,
             missing=missing,
-            versions={k: v.version for k, v in voting.items()},
-            shadow_scores={k: v.probability for k, v in shadow.items()},
+            versions={k: state.versions.get(k, "") for k in voting},
+            shadow_scores=shadow,
             text_timestamp_ms=state.text_timestamp_ms,
             decided_at_ms=now_ms,
+            schema_version=1,
         )
 
     def _mark_decided(self, message_id: str, now_ms: int) -> None:
         self.pending.pop(message_id, None)
         self.decided[message_id] = now_ms
-        self.changes[message_id] = JoinState(
-            id=message_id, text_timestamp_ms=0, first_seen_ms=0, decided_at_ms=now_ms
+        self.changes[message_id] = JoinState.model_construct(
+            schema_version=1, id=message_id, text_timestamp_ms=0, first_seen_ms=0, scores={},
+            shadow={}, versions={}, decided_at_ms=now_ms,
         )

@@ -2,14 +2,18 @@
 
 Each class has a folder `<models>/<label>/` with `model.joblib` (a scikit-learn pipeline:
 `features` then `clf`) and `manifest.json`: class, version, sha256 of the artifact, the
-training-data fingerprint, library versions and validation metrics. A joblib file is code: it
-runs when loaded. So `load_model` checks the manifest's sha256 before `joblib.load` and refuses
-a file that changed; only load artifacts from folders you control.
+training-data fingerprint, library versions, validation metrics and, when trained with
+`TRIAGE_MODEL_SIGNING_KEY` set, an HMAC signature of all that (`consumers/signing.py`). A
+joblib file is code: it runs when loaded. So `load_model` checks the signature (whenever a key
+is set, a missing one too) and then the sha256 before `joblib.load`. Without a key, the
+sha256 only catches a changed file whose manifest was left alone: the trust boundary is then
+the models folder itself, so load only from folders that only you can write.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,8 +23,11 @@ import joblib
 import numpy
 import pydantic
 import sklearn
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from sklearn.pipeline import Pipeline
+
+from consumers import signing
+from triage.settings import SigningSettings
 
 ARTIFACT = "model.joblib"
 MANIFEST = "manifest.json"
@@ -52,6 +59,7 @@ class Manifest(BaseModel):
     libraries: dict[str, str]
     params: dict[str, Any]
     metrics: dict[str, float]
+    signature: str | None = None
 
 
 class LoadedModel:
@@ -91,8 +99,21 @@ def next_version(models_dir: Path, label: str) -> str:
         return "1"
 
 
-def save_model(pipeline: Pipeline, models_dir: Path, **fields: Any) -> Manifest:
-    """Write the artifact, then its manifest (so a manifest never points at a partial file)."""
+def signing_key_from_environment() -> SecretStr | None:
+    """`TRIAGE_MODEL_SIGNING_KEY`, if set."""
+    try:
+        return SigningSettings().model_signing_key
+    except ValidationError as exc:
+        raise ArtifactError(f"TRIAGE_MODEL_SIGNING_KEY: {exc.errors()[0]['msg']}") from None
+
+
+def save_model(
+    pipeline: Pipeline, models_dir: Path, signing_key: SecretStr | None = None, **fields: Any
+) -> Manifest:
+    """Write the artifact, then its manifest (so a manifest never points at a partial file).
+
+    The manifest is signed with `signing_key`, else with `TRIAGE_MODEL_SIGNING_KEY` if set.
+    """
     folder = models_dir / fields["label"]
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / (ARTIFACT + ".tmp")
@@ -104,18 +125,42 @@ def save_model(pipeline: Pipeline, models_dir: Path, **fields: Any) -> Manifest:
         libraries=library_versions(),
         **fields,
     )
-    (folder / MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n")
+    key = signing_key or signing_key_from_environment()
+    if key is not None:
+        unsigned = json.loads(manifest.model_dump_json(exclude={"signature"}))
+        manifest = manifest.model_copy(update={"signature": signing.sign(unsigned, key)})
+    # An unsigned manifest is written exactly as before signatures existed.
+    omit = {"signature"} if manifest.signature is None else set()
+    (folder / MANIFEST).write_text(manifest.model_dump_json(indent=2, exclude=omit) + "\n")
     return manifest
 
 
 def read_manifest(folder: Path) -> Manifest:
+    return _parse_manifest(folder / MANIFEST, _manifest_bytes(folder))
+
+
+def _manifest_bytes(folder: Path) -> bytes:
     path = folder / MANIFEST
     try:
-        return Manifest.model_validate_json(path.read_bytes())
+        return path.read_bytes()
     except FileNotFoundError:
         raise ArtifactError(f"{path}: no manifest; train the model with `triage train`") from None
+
+
+def _parse_manifest(path: Path, raw: bytes) -> Manifest:
+    try:
+        return Manifest.model_validate_json(raw)
     except ValidationError as exc:
         raise ArtifactError(f"{path}: invalid manifest: {exc.errors()[0]['msg']}") from None
+
+
+def _check_signature(path: Path, raw: bytes, key: SecretStr) -> None:
+    """Refuse a manifest the key did not sign; `raw` is what was parsed, so it is what counts."""
+    problem = signing.verify(json.loads(raw), key)
+    if problem is None:
+        return
+    hint = "; train it with TRIAGE_MODEL_SIGNING_KEY set" if "not signed" in problem else ""
+    raise ArtifactError(f"{path}: {problem}; refusing to load this model{hint}")
 
 
 def available_labels(models_dir: Path) -> list[str]:
@@ -124,9 +169,30 @@ def available_labels(models_dir: Path) -> list[str]:
     return sorted(p.parent.name for p in models_dir.glob(f"*/{MANIFEST}"))
 
 
-def load_model(models_dir: Path, label: str) -> LoadedModel:
+def load_model(models_dir: Path, label: str, signing_key: SecretStr | None = None) -> LoadedModel:
+    """Load one model after checking its manifest's signature (if a key is set) and sha256.
+
+    `signing_key` defaults to `TRIAGE_MODEL_SIGNING_KEY`: with a key, unsigned or wrongly
+    signed models are refused.
+    """
     folder = models_dir / label
-    manifest = read_manifest(folder)
+    raw = _manifest_bytes(folder)
+    manifest = _parse_manifest(folder / MANIFEST, raw)
+    key = signing_key or signing_key_from_environment()
+    if key is not None:
+        _check_signature(folder / MANIFEST, raw, key)
+    artifact = _checked_artifact(folder, manifest)
+    # Only now, with the manifest authentic (when keyed) and the file matching it, run its code.
+    return LoadedModel(manifest, joblib.load(artifact))
+
+
+def _checked_artifact(folder: Path, manifest: Manifest) -> Path:
+    """The artifact's path, if it is in `folder` and has the sha256 its manifest names."""
+    if Path(manifest.artifact).name != manifest.artifact:
+        raise ArtifactError(
+            f"{folder / MANIFEST}: artifact {manifest.artifact!r} is not a file name in the "
+            "model's folder; refusing to load it"
+        )
     artifact = folder / manifest.artifact
     if not artifact.exists():
         raise ArtifactError(f"{artifact}: artifact missing")
@@ -136,11 +202,12 @@ def load_model(models_dir: Path, label: str) -> LoadedModel:
             f"{artifact}: sha256 {actual[:12]}… does not match its manifest "
             f"({manifest.sha256[:12]}…); refusing to load a changed model"
         )
-    pipeline = joblib.load(artifact)
-    return LoadedModel(manifest, pipeline)
+    return artifact
 
 
-def load_models(models_dir: Path, labels: list[str] | None = None) -> list[LoadedModel]:
+def load_models(
+    models_dir: Path, labels: list[str] | None = None, signing_key: SecretStr | None = None
+) -> list[LoadedModel]:
     known = available_labels(models_dir)
     wanted = labels or known
     unknown = sorted(set(wanted) - set(known))
@@ -150,4 +217,4 @@ def load_models(models_dir: Path, labels: list[str] | None = None) -> list[Loade
         )
     if not wanted:
         raise ArtifactError(f"{models_dir}: no models; run `triage train` first")
-    return [load_model(models_dir, label) for label in wanted]
+    return [load_model(models_dir, label, signing_key) for label in wanted]

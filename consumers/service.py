@@ -20,7 +20,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from consumers.artifacts import LoadedModel
 from consumers.scoring import Scorer
 from schemas.codec import Rejected, b64, decode_text, encode
-from schemas.models import Announcement, ClassifierMode, ClassScore, Refusal, ScoreRecord
+from schemas.models import Announcement, ClassifierMode, Refusal, ScoreRecord
 from triage import kafka_clients
 from triage.registry import RegistryReader
 from triage.settings import ClassifierSettings
@@ -49,6 +49,7 @@ class ClassifierUnit:
         self.models = models
         self.mode = mode
         self.group_id = settings.group(group or f"triage-classifier-{unit_name(self.labels)}")
+        self.versions = {m.label: m.version for m in models}
         self.since: dict[str, int] = {}
         self._last_heartbeat = 0.0
 
@@ -103,26 +104,27 @@ class ClassifierUnit:
         decoded = [(r, decode_text(r.key, r.value, limits)) for r in records]
         good = [(r, d) for r, d in decoded if not isinstance(d, Rejected)]
         probabilities = self.scorer.score([d.text for _, d in good])
-        versions = {m.label: m.version for m in self.models}
-        outputs = []
-        for i, (record, text) in enumerate(good):
-            scores = {
-                label: ClassScore(probability=float(p[i]), version=versions[label])
-                for label, p in probabilities.items()
-            }
-            outputs.append(self._score_output(text.id, record, scores))
+        columns = {label: p.tolist() for label, p in probabilities.items()}
+        outputs = [
+            self._score_output(text.id, record, {k: col[i] for k, col in columns.items()})
+            for i, (record, text) in enumerate(good)
+        ]
         for record, rejected in decoded:
             if isinstance(rejected, Rejected):
                 outputs.append(self._refusal_output(tp, record, rejected))
         return outputs
 
-    def _score_output(self, message_id: str, record, scores: dict[str, ClassScore]) -> Output:
+    def _score_output(self, message_id: str, record, scores: dict[str, float]) -> Output:
         voting = self.mode is ClassifierMode.VOTING
-        score = ScoreRecord(
+        # Our own freshly computed values: constructed without re-validation (hot path).
+        score = ScoreRecord.model_construct(
+            schema_version=1,
             id=message_id,
             text_timestamp_ms=record.timestamp,
             scores=scores if voting else {},
             shadow={} if voting else scores,
+            versions=self.versions,
+            refusal=None,
             instance=self.settings.instance_id,
         )
         return Output(self.settings.scores, message_id.encode(), encode(score))

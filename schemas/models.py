@@ -30,13 +30,6 @@ class TextRecord(_Contract):
     metadata: dict[str, Any] | None = None
 
 
-class ClassScore(_Contract):
-    """One classifier's answer for one message."""
-
-    probability: Probability
-    version: str
-
-
 class Refusal(_Contract):
     """Why a classifier could not score an input record, with the record itself."""
 
@@ -53,15 +46,17 @@ class ScoreRecord(_Contract):
     """Scores of one message from one classifier process, on the `scores` topic.
 
     A process hosting several co-located classifiers sends one record carrying all of their
-    classes. A record either carries `scores` or, when the input could not be used, a `refusal`
+    classes: `scores` (voting) and `shadow` map class → probability, `versions` class → model
+    version. Flat maps on purpose: they decode several times faster than nested objects. A record either carries `scores` or, when the input could not be used, a `refusal`
     that the aggregator turns into exactly one dead-letter record.
     """
 
     schema_version: Literal[1] = 1
     id: str
     text_timestamp_ms: int
-    scores: dict[str, ClassScore] = Field(default_factory=dict)
-    shadow: dict[str, ClassScore] = Field(default_factory=dict)
+    scores: dict[str, Probability] = Field(default_factory=dict)
+    shadow: dict[str, Probability] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=dict)
     refusal: Refusal | None = None
     instance: str = ""
 
@@ -133,8 +128,9 @@ class JoinState(_Contract):
     id: str
     text_timestamp_ms: int
     first_seen_ms: int
-    scores: dict[str, ClassScore] = Field(default_factory=dict)
-    shadow: dict[str, ClassScore] = Field(default_factory=dict)
+    scores: dict[str, Probability] = Field(default_factory=dict)
+    shadow: dict[str, Probability] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=dict)
     decided_at_ms: int | None = None
 
 

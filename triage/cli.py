@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from consumers.artifacts import ArtifactError
 from consumers.training import DataError
 from producer.readers import InputError
-from triage import kafka_cli
+from triage import kafka_cli, security
 from triage.kafka_local import LocalKafkaError
 from triage.settings import (
     AggregatorSettings,
@@ -58,12 +58,24 @@ def _kafka_flags(p: argparse.ArgumentParser) -> None:
                    "default: the broker `triage kafka start` runs")
     g.add_argument("--topic-prefix", help="prefix for every topic and group (TRIAGE_TOPIC_PREFIX)")
     g.add_argument("--security-protocol",
-                   choices=["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"])
-    g.add_argument("--sasl-mechanism", choices=["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
-    g.add_argument("--sasl-username", help="password only from TRIAGE_SASL_PASSWORD")
-    g.add_argument("--ssl-cafile", type=Path)
-    g.add_argument("--ssl-certfile", type=Path)
-    g.add_argument("--ssl-keyfile", type=Path)
+                   choices=["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"],
+                   help="(TRIAGE_SECURITY_PROTOCOL; default PLAINTEXT)")
+    g.add_argument("--sasl-mechanism", choices=["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"],
+                   help="(TRIAGE_SASL_MECHANISM)")
+    g.add_argument("--sasl-username", help="(TRIAGE_SASL_USERNAME)")
+    # Never a password flag: command lines are visible to every user of the machine.
+    g.add_argument("--sasl-password-file", type=Path,
+                   help="file whose first line is the password (TRIAGE_SASL_PASSWORD_FILE); "
+                   "or set TRIAGE_SASL_PASSWORD")
+    g.add_argument("--ssl-cafile", type=Path, help="CA certificate(s) to trust, PEM "
+                   "(TRIAGE_SSL_CAFILE)")
+    g.add_argument("--ssl-certfile", type=Path, help="client certificate, PEM "
+                   "(TRIAGE_SSL_CERTFILE)")
+    g.add_argument("--ssl-keyfile", type=Path, help="client key, PEM (TRIAGE_SSL_KEYFILE; "
+                   "its password only from TRIAGE_SSL_KEY_PASSWORD)")
+    g.add_argument("--ssl-check-hostname", action=argparse.BooleanOptionalAction,
+                   help="check the broker certificate's host name (TRIAGE_SSL_CHECK_HOSTNAME; "
+                   "default: check)")
     g.add_argument("--instance-id", help="stable id of this instance (default: host name)")
     g.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
 
@@ -124,6 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
     _kafka_flags(p)
     p.set_defaults(func=cmd_publish)
 
+    p = sub.add_parser("bench", help="end-to-end benchmark on a real broker")
+    p.add_argument("--data", type=Path, required=True, help="CSV with columns text,category")
+    p.add_argument("--classes", type=int, help="use the K alphabetically first classes")
+    p.add_argument("--messages", type=int, default=5000, help="texts published per run")
+    p.add_argument("--rate", type=float, help="texts/s (default: as fast as possible)")
+    p.add_argument("--mode", choices=["colocated", "per-process"], default="colocated")
+    p.add_argument("--repeat", type=int, default=3, help="runs; medians are reported")
+    p.add_argument("--models", type=Path, help="reuse trained models instead of training")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
+
     p = sub.add_parser("results", help="print committed labelled results")
     p.add_argument("--follow", action="store_true", help="keep reading new results")
     p.add_argument("--json", action="store_true", help="one JSON object a line")
@@ -161,7 +184,7 @@ def cmd_classifier(args: argparse.Namespace) -> int:
     from triage.streaming import stop_on_signals
 
     settings = settings_from(ClassifierSettings, args)
-    models = load_models(args.models, args.label)
+    models = load_models(args.models, args.label, settings.model_signing_key)
     mode = ClassifierMode.SHADOW if args.shadow else ClassifierMode.VOTING
     stop = stop_on_signals()
     ClassifierUnit(settings, models, mode, args.group).run(stop)
@@ -217,6 +240,15 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from triage.bench import bench, format_summary
+
+    report = bench(args.data, args.classes, args.messages, args.rate, args.mode, args.repeat,
+                   args.models)
+    print(json.dumps(report, indent=2) if args.json else format_summary(report))
+    return 0 if report["missing"] == 0 and report["duplicates"] == 0 else 1
+
+
 def cmd_results(args: argparse.Namespace) -> int:
     from triage.results import read_labels
 
@@ -246,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"triage {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KafkaError as exc:
-        print(f"triage {args.command}: Kafka error: {exc}", file=sys.stderr)
+        print(f"triage {args.command}: Kafka error: {security.describe(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

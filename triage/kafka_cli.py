@@ -4,6 +4,8 @@
 module (``python -m triage.kafka_cli start|stop|status``) offers the same commands on their own.
 ``start`` prints only the bootstrap servers on stdout (its last line), so that scripts can do
 ``export TRIAGE_BOOTSTRAP_SERVERS=$(triage kafka start)``; progress goes to stderr.
+``start --secure`` also creates triage's topics and the ACLs of every role as the cluster's
+super user, and tells on stderr how to connect as a role; it never prints a password.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from triage import kafka_local
-from triage.kafka_local import LocalKafkaError
+from kafka.errors import KafkaError
+
+from triage import acls, kafka_clients, kafka_local, kafka_secure, security
+from triage.kafka_local import LocalCluster, LocalKafkaError
+from triage.settings import CommonSettings, ConfigError
 
 log = logging.getLogger("triage.kafka_cli")
 
@@ -61,6 +66,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
         default=1,
         help="number of broker+controller nodes; 3 gives replication factor 3 with "
         "min.insync.replicas=2 (default: 1)",
+    )
+    start.add_argument(
+        "--secure",
+        action="store_true",
+        help="take clients only over SASL_SSL (SCRAM) with TLS certificates made now and ACLs "
+        f"enforced; one user per role ({', '.join(acls.ROLES)}) plus the super user admin, "
+        "passwords in <state dir>/secrets/; creates triage's topics and the roles' ACLs for "
+        "$TRIAGE_TOPIC_PREFIX",
     )
     start.add_argument("--state-dir", type=Path, help=_STATE_DIR_HELP)
     start.set_defaults(func=_reporting_errors(_start))
@@ -107,13 +120,63 @@ def _start(args: argparse.Namespace) -> int:
             "note: TRIAGE_BOOTSTRAP_SERVERS=%s points elsewhere; starting a local cluster anyway",
             elsewhere,
         )
-    cluster = kafka_local.start(state_dir=args.state_dir, nodes=args.nodes)
+    users = acls.ROLES if args.secure else ()
+    cluster = kafka_local.start(
+        state_dir=args.state_dir, nodes=args.nodes, secure=args.secure, users=users
+    )
     for node in cluster.nodes:
         log.info(
             "node %d: pid %d, port %d, log %s", node.node_id, node.pid, node.port, node.server_log
         )
+    if cluster.secure:
+        _set_up_roles(cluster)
+        _explain_connecting(cluster)
     print(cluster.bootstrap)
     return 0
+
+
+def admin_settings(cluster: LocalCluster) -> CommonSettings:
+    """Settings of the super user of a secure local cluster (topic names from the environment)."""
+    env = kafka_secure.client_env(cluster.state_dir, kafka_secure.ADMIN)
+    fields = {name.removeprefix("TRIAGE_").lower(): value for name, value in env.items()}
+    # Explicit Nones: credentials of another user in the environment must not mix in.
+    no_other_secrets = dict.fromkeys(
+        ["sasl_password", "ssl_certfile", "ssl_keyfile", "ssl_key_password"]
+    )
+    return CommonSettings(bootstrap_servers=cluster.bootstrap, **fields, **no_other_secrets)
+
+
+def _set_up_roles(cluster: LocalCluster) -> None:
+    """As admin: triage's topics, and ACLs so that every role can do its job and no more."""
+    settings = admin_settings(cluster)
+    try:
+        kafka_clients.ensure_topics(settings)
+        with kafka_clients.admin(settings) as client:
+            count = acls.grant_roles(client, settings)
+    except (KafkaError, ConfigError, acls.AclError) as exc:
+        raise LocalKafkaError(
+            f"the secure cluster runs, but creating its topics and ACLs failed: "
+            f"{security.describe(exc)}"
+        ) from None
+    prefix = f" (topic prefix {settings.topic_prefix!r})" if settings.topic_prefix else ""
+    log.info("created triage's topics and %d ACLs for roles %s%s", count,
+             ", ".join(acls.ROLES), prefix)  # fmt: skip
+
+
+def _explain_connecting(cluster: LocalCluster) -> None:
+    example = kafka_secure.client_env(cluster.state_dir, acls.CLASSIFIER)
+    log.info(
+        "secure: %s with %s, TLS CA %s; users admin (super user), %s; passwords in %s",
+        kafka_secure.PROTOCOL,
+        kafka_secure.MECHANISM,
+        kafka_secure.ca_file(cluster.state_dir),
+        ", ".join(acls.ROLES),
+        kafka_secure.secrets_dir(cluster.state_dir),
+    )
+    log.info(
+        "connect as a role, e.g. the classifier: export %s",
+        " ".join(f"{name}={value}" for name, value in example.items()),
+    )
 
 
 def _stop(args: argparse.Namespace) -> int:
@@ -136,6 +199,9 @@ def _status(args: argparse.Namespace) -> int:
     for node in cluster.nodes:
         state = "alive" if node.alive else "dead"
         print(f"node {node.node_id}  pid {node.pid}  port {node.port}  {state}")
+    if cluster.secure:
+        ca = kafka_secure.ca_file(cluster.state_dir)
+        print(f"secure  {kafka_secure.PROTOCOL} {kafka_secure.MECHANISM}  CA {ca}")
     print(cluster.bootstrap)
     return 0
 

@@ -1,18 +1,29 @@
 """Kafka client factories and topic setup shared by every triage service.
 
 Services never build a kafka-python client themselves: they ask here, so bootstrap discovery,
-security settings, idempotence and isolation level are decided in one place.
+security settings, idempotence and isolation level are decided in one place. Before the first
+client of a process, and after any client fails to start, the connection is probed once
+(`triage.security`) so that refused credentials or an untrusted certificate end the command
+with one clear line instead of a bootstrap timeout.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import (
+    ClusterAuthorizationFailedError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+    for_code,
+)
 
-from triage import kafka_local
+from triage import kafka_local, security
 from triage.settings import CommonSettings, ConfigError
 
 log = logging.getLogger(__name__)
@@ -33,22 +44,51 @@ def bootstrap(settings: CommonSettings) -> str:
 
 def connection(settings: CommonSettings) -> dict[str, Any]:
     """kafka-python keyword arguments for the connection and its security."""
+    security.check_settings(settings)
     conf: dict[str, Any] = {
         "bootstrap_servers": bootstrap(settings).split(","),
         "security_protocol": settings.security_protocol,
     }
-    if settings.sasl_mechanism:
+    if settings.security_protocol.startswith("SASL_"):
+        password = security.sasl_password(settings)
         conf["sasl_mechanism"] = settings.sasl_mechanism
         conf["sasl_plain_username"] = settings.sasl_username
-        if settings.sasl_password is not None:
-            conf["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+        conf["sasl_plain_password"] = password.get_secret_value() if password else None
     if settings.security_protocol in ("SSL", "SASL_SSL"):
         conf["ssl_check_hostname"] = settings.ssl_check_hostname
         for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
             path = getattr(settings, key)
             if path is not None:
                 conf[key] = str(path)
+        if settings.ssl_key_password is not None:
+            conf["ssl_password"] = settings.ssl_key_password.get_secret_value()
     return conf
+
+
+_CONNECTION_KEYS = frozenset(
+    ["bootstrap_servers", "security_protocol", "sasl_mechanism", "sasl_plain_username",
+     "sasl_plain_password", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password",
+     "ssl_check_hostname"]
+)  # fmt: skip
+_Client = TypeVar("_Client")
+# Connections a probe of this process has seen accepted: probed once, not per client.
+_accepted: set[tuple[tuple[str, str], ...]] = set()
+_probe_lock = threading.Lock()
+
+
+def _start(factory: Callable[..., _Client], conf: dict[str, Any]) -> _Client:
+    """Build a client; a refused login or certificate becomes a `SecurityError`."""
+    probe_conf = {k: v for k, v in conf.items() if k in _CONNECTION_KEYS}
+    key = tuple(sorted((k, repr(v)) for k, v in probe_conf.items()))
+    with _probe_lock:
+        if key not in _accepted and security.check_connection(probe_conf):
+            _accepted.add(key)
+    try:
+        return factory(**conf)
+    except KafkaError:
+        _accepted.discard(key)
+        security.check_connection(probe_conf)  # raises if the cause was security
+        raise
 
 
 def producer(settings: CommonSettings, **overrides: Any) -> KafkaProducer:
@@ -58,14 +98,22 @@ def producer(settings: CommonSettings, **overrides: Any) -> KafkaProducer:
         "linger_ms": 5,
         "batch_size": 256 * 1024,
     }
-    return KafkaProducer(**(conf | overrides))
+    return _start(KafkaProducer, conf | overrides)
 
 
 def transactional_producer(
     settings: CommonSettings, transactional_id: str, **overrides: Any
 ) -> KafkaProducer:
     prod = producer(settings, transactional_id=transactional_id, **overrides)
-    prod.init_transactions()
+    try:
+        prod.init_transactions()
+    except KafkaError as exc:
+        prod.close(timeout=1)
+        if security.is_security_error(exc):
+            # kafka-python's error does not say which id: name it, and who was refused.
+            line = security.describe(exc, settings, resource=repr(transactional_id))
+            raise security.SecurityError(line) from None
+        raise
     return prod
 
 
@@ -75,11 +123,11 @@ def consumer(settings: CommonSettings, *topics: str, **overrides: Any) -> KafkaC
         "isolation_level": "read_committed",
         "auto_offset_reset": "earliest",
     }
-    return KafkaConsumer(*topics, **(conf | overrides))
+    return _start(lambda **kw: KafkaConsumer(*topics, **kw), conf | overrides)
 
 
 def admin(settings: CommonSettings) -> KafkaAdminClient:
-    return KafkaAdminClient(**connection(settings))
+    return _start(KafkaAdminClient, connection(settings))
 
 
 def ensure_topics(settings: CommonSettings) -> None:
@@ -100,10 +148,26 @@ def ensure_topics(settings: CommonSettings) -> None:
         existing = set(client.list_topics())
         missing = {name: opts for name, opts in wanted.items() if name not in existing}
         if missing:
-            try:
-                client.create_topics(missing, wait_for_metadata=True)
-            except TopicAlreadyExistsError:
-                pass  # another service created it first
-            log.info("created topics %s", ", ".join(missing))
+            _create_topics(client, missing)
     finally:
         client.close()
+
+
+def _create_topics(client: KafkaAdminClient, topics: dict[str, dict[str, Any]]) -> None:
+    """Create what we may; under ACLs a topic we may not see may well exist already."""
+    result = client.create_topics(topics, raise_errors=False)
+    created, denied = [], []
+    for topic in result["topics"]:
+        error = for_code(topic["error_code"])
+        if error.errno == 0:
+            created.append(topic["name"])
+        elif error in (TopicAuthorizationFailedError, ClusterAuthorizationFailedError):
+            denied.append(topic["name"])
+        elif error is not TopicAlreadyExistsError:  # (another service was first)
+            raise error(f"cannot create topic {topic['name']}: {topic.get('error_message')}")
+    if created:
+        client.wait_for_topics(created)
+        log.info("created topics %s", ", ".join(created))
+    if denied:
+        log.info("not allowed to create topics %s: expecting an administrator to have created "
+                 "those this service uses", ", ".join(denied))

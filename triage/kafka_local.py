@@ -5,9 +5,10 @@ cache directory; then one or more combined broker+controller nodes are started i
 detached JVMs, each with its own ``server.properties``, storage and ``server.log`` under
 ``state_dir/node-<id>/``. Ports, process ids and the cluster id are kept in
 ``state_dir/cluster.json`` so that any later process (the CLI, another test) can report on the
-cluster, stop it, or kill and restart single nodes for fault-injection tests. This is a
-throw-away development cluster: ``stop`` deletes the data and the next ``start`` formats fresh
-storage.
+cluster, stop it, or kill and restart single nodes for fault-injection tests. With
+``secure=True`` the nodes take clients only over SASL_SSL with SCRAM users and enforce ACLs
+(``triage/kafka_secure.py``). This is a throw-away development cluster: ``stop`` deletes the
+data and the next ``start`` formats fresh storage.
 """
 
 from __future__ import annotations
@@ -33,12 +34,15 @@ from typing import Any
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
+from triage import kafka_secure
+
 __all__ = [
     "KAFKA_VERSION",
     "LocalCluster",
     "LocalKafkaError",
     "NodeInfo",
     "default_libs_dir",
+    "admin_config",
     "default_state_dir",
     "ensure_jars",
     "kill_node",
@@ -112,6 +116,7 @@ class LocalCluster:
     state_dir: Path
     bootstrap: str
     nodes: tuple[NodeInfo, ...]
+    secure: bool = False
 
 
 def default_libs_dir() -> Path:
@@ -221,12 +226,15 @@ def start(
     libs_dir: Path | None = None,
     nodes: int = 1,
     timeout_s: float = 120,
+    secure: bool = False,
+    users: Iterable[str] = (),
 ) -> LocalCluster:
     """Start a ``nodes``-node cluster from ``state_dir`` and wait until every broker answers.
 
     Idempotent: a cluster already running from ``state_dir`` is returned (after restarting
     any of its nodes that died). ``timeout_s`` bounds the wait for the nodes, not the one-time
-    jar download.
+    jar download. ``secure`` starts SASL_SSL listeners, the ACL authorizer and SCRAM users:
+    ``admin`` (a super user) and ``users``, each with a random password (see kafka_secure).
     """
     if nodes < 1:
         raise LocalKafkaError(f"a cluster needs at least one node, not {nodes}")
@@ -234,16 +242,17 @@ def start(
     with _locked(state_dir):
         running = status(state_dir)
         if running is not None:
-            return _resume(running, nodes, timeout_s)
+            return _resume(running, nodes, timeout_s, secure)
         libs = ensure_jars(libs_dir or default_libs_dir())
         started_at = time.monotonic()
+        scram_users = list(users) if secure else None
         try:
-            _start_fresh(state_dir, libs, nodes, started_at + timeout_s)
+            _start_fresh(state_dir, libs, nodes, started_at + timeout_s, scram_users)
         except _PortTaken:
             # The free ports were found by binding and releasing them; another process can
             # take one before the broker binds it. Fresh ports almost surely work.
             log.warning("a port picked for the cluster was taken meanwhile; trying others")
-            _start_fresh(state_dir, libs, nodes, started_at + timeout_s)
+            _start_fresh(state_dir, libs, nodes, started_at + timeout_s, scram_users)
         log.info("cluster ready in %.1f s", time.monotonic() - started_at)
         return _require_cluster(state_dir)
 
@@ -269,6 +278,16 @@ def status(state_dir: Path | None = None) -> LocalCluster | None:
         return None
     cluster = _cluster_from_record(state_dir, record)
     return cluster if any(node.alive for node in cluster.nodes) else None
+
+
+def admin_config(state_dir: Path | None = None) -> dict[str, Any]:
+    """kafka-python keyword arguments of the cluster's super user: bootstrap and security."""
+    state_dir = _resolve_state_dir(state_dir)
+    record = _read_record(state_dir)
+    if record is None:
+        raise _no_cluster_error(state_dir)
+    bootstrap = _cluster_from_record(state_dir, record).bootstrap
+    return {"bootstrap_servers": bootstrap.split(","), **_security(state_dir, record)}
 
 
 def read_bootstrap(state_dir: Path | None = None) -> str | None:
@@ -323,21 +342,24 @@ def leader_of(bootstrap: str, topic: str, partition: int) -> int:
 # --- starting ---------------------------------------------------------------------------
 
 
-def _start_fresh(state_dir: Path, libs_dir: Path, nodes: int, deadline: float) -> None:
+def _start_fresh(
+    state_dir: Path, libs_dir: Path, nodes: int, deadline: float, users: list[str] | None
+) -> None:
     _reset_state_dir(state_dir)
     try:
-        _launch_cluster(state_dir, libs_dir, nodes)
+        _launch_cluster(state_dir, libs_dir, nodes, users)
         _wait_until_ready(state_dir, _read_record(state_dir), None, deadline)
     except BaseException:
         _stop_unlocked(state_dir, timeout_s=_KILL_GRACE_S)
         raise
 
 
-def _resume(running: LocalCluster, nodes: int, timeout_s: float) -> LocalCluster:
+def _resume(running: LocalCluster, nodes: int, timeout_s: float, secure: bool) -> LocalCluster:
     state_dir = running.state_dir
-    if len(running.nodes) != nodes:
+    if len(running.nodes) != nodes or running.secure != secure:
+        kind = "secure " if running.secure else ""
         raise LocalKafkaError(
-            f"a {len(running.nodes)}-node cluster is already running from {state_dir}; "
+            f"a {len(running.nodes)}-node {kind}cluster is already running from {state_dir}; "
             f"stop it first ('triage kafka stop --state-dir {state_dir}')"
         )
     deadline = time.monotonic() + timeout_s
@@ -347,27 +369,40 @@ def _resume(running: LocalCluster, nodes: int, timeout_s: float) -> LocalCluster
     return _require_cluster(state_dir)
 
 
-def _launch_cluster(state_dir: Path, libs_dir: Path, count: int) -> None:
+def _launch_cluster(
+    state_dir: Path, libs_dir: Path, count: int, users: list[str] | None
+) -> None:
+    """Configure, format and launch the nodes; ``users`` (None: plaintext) makes them secure."""
     java = _find_java()
     ports = _free_ports(2 * count)
     node_ids = list(range(1, count + 1))
     listeners = {nid: (ports[2 * i], ports[2 * i + 1]) for i, nid in enumerate(node_ids)}
     voters = ",".join(f"{nid}@{_HOST}:{cport}" for nid, (_, cport) in listeners.items())
+    secure = users is not None
+    scram_users = _prepare_security(state_dir, users)
     for nid, (port, cport) in listeners.items():
         node_dir = state_dir / f"node-{nid}"
         node_dir.mkdir(parents=True)
         settings = _broker_settings(node_dir, nid, port, cport, voters, count)
-        _properties_path(state_dir, nid).write_text(_format_properties(settings))
+        if secure:
+            settings |= kafka_secure.broker_settings(state_dir, port, cport)
+        _write_properties(_properties_path(state_dir, nid), settings)
     cluster_id = _new_cluster_id()
     log.info("formatting storage of %d node(s), cluster id %s", count, cluster_id)
     _format_storage(
-        java, libs_dir, [_properties_path(state_dir, nid) for nid in node_ids], cluster_id
+        java,
+        libs_dir,
+        [_properties_path(state_dir, nid) for nid in node_ids],
+        cluster_id,
+        kafka_secure.format_args(state_dir, scram_users),
     )
     record: dict[str, Any] = {
         "kafka_version": KAFKA_VERSION,
         "cluster_id": cluster_id,
         "java": java,
         "libs_dir": str(libs_dir),
+        "secure": secure,
+        "users": scram_users,
         "nodes": [],
     }
     for nid, (port, cport) in listeners.items():
@@ -376,6 +411,16 @@ def _launch_cluster(state_dir: Path, libs_dir: Path, count: int) -> None:
         # Saved after every launch so that a failure midway can still stop what runs.
         _write_record(state_dir, record)
         log.info("started node %d (pid %d) on %s:%d", nid, pid, _HOST, port)
+
+
+def _prepare_security(state_dir: Path, users: list[str] | None) -> list[str]:
+    """TLS material and passwords of a secure cluster; returns its SCRAM users."""
+    if users is None:
+        return []
+    try:
+        return kafka_secure.prepare(state_dir, users)
+    except kafka_secure.SecureSetupError as exc:
+        raise LocalKafkaError(str(exc)) from None
 
 
 def _broker_settings(
@@ -414,6 +459,13 @@ def _broker_settings(
     }
 
 
+def _write_properties(path: Path, settings: dict[str, object]) -> None:
+    # Private: a secure node's properties hold its keystore and inter-broker passwords.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(_format_properties(settings))
+
+
 def _format_properties(settings: dict[str, object]) -> str:
     return "".join(f"{key}={_escape_value(value)}\n" for key, value in settings.items())
 
@@ -423,12 +475,14 @@ def _escape_value(value: object) -> str:
     return str(value).replace("\\", "\\\\")
 
 
-def _format_storage(java: str, libs_dir: Path, properties: list[Path], cluster_id: str) -> None:
+def _format_storage(
+    java: str, libs_dir: Path, properties: list[Path], cluster_id: str, extra: list[str]
+) -> None:
     # One JVM per node, run side by side: formatting is pure start-up cost.
     procs = [
         subprocess.Popen(
             _java_command(java, libs_dir, _TOOL_JVM_FLAGS, _STORAGE_TOOL)
-            + ["format", "--cluster-id", cluster_id, "--config", str(props)],
+            + ["format", "--cluster-id", cluster_id, "--config", str(props), *extra],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -532,7 +586,7 @@ def _wait_until_ready(
     for entry in entries:
         _wait_for_port(state_dir, entry, deadline)
     for entry in entries:
-        _wait_for_brokers(state_dir, entry, wanted, deadline)
+        _wait_for_brokers(state_dir, record, entry, wanted, deadline)
 
 
 def _wait_for_port(state_dir: Path, entry: dict[str, Any], deadline: float) -> None:
@@ -544,7 +598,11 @@ def _wait_for_port(state_dir: Path, entry: dict[str, Any], deadline: float) -> N
 
 
 def _wait_for_brokers(
-    state_dir: Path, entry: dict[str, Any], wanted: set[int], deadline: float
+    state_dir: Path,
+    record: dict[str, Any],
+    entry: dict[str, Any],
+    wanted: set[int],
+    deadline: float,
 ) -> None:
     """Bootstrap through this node, then poll until every wanted broker is unfenced."""
     while True:
@@ -553,7 +611,8 @@ def _wait_for_brokers(
         # noticed even while another process answers on its port.
         attempt_s = min(max(deadline - time.monotonic(), 1.0), _PROBE_TIMEOUT_S)
         try:
-            with _admin(f"{_HOST}:{entry['port']}", attempt_s) as admin:
+            security = _security(state_dir, record)
+            with _admin(f"{_HOST}:{entry['port']}", attempt_s, security) as admin:
                 while True:
                     brokers = admin.describe_cluster()["brokers"]
                     live = {b["broker_id"] for b in brokers if not b.get("is_fenced")}
@@ -592,18 +651,26 @@ def _sleep_or_timeout(
 
 
 @contextlib.contextmanager
-def _admin(bootstrap: str, timeout_s: float) -> Iterator[KafkaAdminClient]:
+def _admin(
+    bootstrap: str, timeout_s: float, security: dict[str, Any] | None = None
+) -> Iterator[KafkaAdminClient]:
     timeout_ms = int(timeout_s * 1000)
     admin = KafkaAdminClient(
         bootstrap_servers=bootstrap,
         client_id="triage-kafka-local",
         bootstrap_timeout_ms=timeout_ms,
         request_timeout_ms=min(timeout_ms, 10_000),
+        **(security or {}),
     )
     try:
         yield admin
     finally:
         admin.close()
+
+
+def _security(state_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """Connection settings of the super user, for the probes of a secure cluster."""
+    return kafka_secure.client_config(state_dir) if record.get("secure") else {}
 
 
 # --- stopping ---------------------------------------------------------------------------
@@ -763,7 +830,8 @@ def _cluster_from_record(state_dir: Path, record: dict[str, Any]) -> LocalCluste
         for n in record["nodes"]
     )
     bootstrap = ",".join(f"{_HOST}:{node.port}" for node in nodes)
-    return LocalCluster(state_dir=state_dir, bootstrap=bootstrap, nodes=nodes)
+    secure = bool(record.get("secure"))
+    return LocalCluster(state_dir=state_dir, bootstrap=bootstrap, nodes=nodes, secure=secure)
 
 
 def _require_cluster(state_dir: Path) -> LocalCluster:
@@ -797,12 +865,17 @@ def _reset_state_dir(state_dir: Path) -> None:
     (state_dir / _STATE_FILE).unlink(missing_ok=True)
     for node_dir in state_dir.glob("node-*"):
         shutil.rmtree(node_dir)
+    kafka_secure.remove(state_dir)
 
 
 def _remove_data(state_dir: Path) -> None:
     (state_dir / _STATE_FILE).unlink(missing_ok=True)
     for data_dir in state_dir.glob("node-*/data"):
         shutil.rmtree(data_dir, ignore_errors=True)
+    # Keys and passwords of a stopped cluster are of no use to anyone.
+    kafka_secure.remove(state_dir)
+    for props in state_dir.glob("node-*/server.properties"):
+        props.unlink(missing_ok=True)
 
 
 def _tail(text: str, lines: int = _LOG_TAIL_LINES) -> str:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.codec import DEFAULT_MAX_RECORD_BYTES, DEFAULT_MAX_TEXT_CHARS, TextLimits
@@ -22,8 +22,20 @@ class ConfigError(Exception):
     """An operator's mistake in configuration; the message says what to do."""
 
 
+def _long_enough(key: SecretStr) -> SecretStr:
+    if len(key.get_secret_value()) < 16:
+        raise ValueError("a signing key needs at least 16 characters")
+    return key
+
+
+SigningKey = Annotated[SecretStr, AfterValidator(_long_enough)]
+
+
 class CommonSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TRIAGE_", frozen=True, extra="ignore")
+    # hide_input_in_errors: a rejected value may be a password; errors name the field only.
+    model_config = SettingsConfigDict(
+        env_prefix="TRIAGE_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     bootstrap_servers: str | None = Field(
         default=None, description="host:port[,host:port]; default: the `triage kafka` broker"
@@ -32,9 +44,15 @@ class CommonSettings(BaseSettings):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    sasl_password_file: Path | None = Field(
+        default=None, description="first line is the SASL password (instead of sasl_password)"
+    )
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
+    ssl_key_password: SecretStr | None = Field(
+        default=None, description="decrypts ssl_keyfile when it is encrypted"
+    )
     ssl_check_hostname: bool = True
 
     topic_prefix: str = ""
@@ -93,6 +111,10 @@ class ClassifierSettings(CommonSettings):
     max_text_chars: int = Field(default=DEFAULT_MAX_TEXT_CHARS, ge=1)
     heartbeat_s: float = Field(default=10.0, gt=0)
     start_from: Literal["since", "earliest", "latest"] = "earliest"
+    model_signing_key: SigningKey | None = Field(
+        default=None,
+        description="HMAC key: when set, only models whose manifest it signed are loaded",
+    )
 
     @property
     def limits(self) -> TextLimits:
@@ -111,3 +133,13 @@ class AggregatorSettings(CommonSettings):
 class ProducerSettings(CommonSettings):
     linger_ms: int = Field(default=5, ge=0)
     compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
+
+
+class SigningSettings(BaseSettings):
+    """The model signing key alone, for `triage train` and any other code that saves models."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRIAGE_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
+
+    model_signing_key: SigningKey | None = None

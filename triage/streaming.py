@@ -19,6 +19,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from triage import security
+from triage.security import SecurityError
 from triage.settings import ConfigError
 
 log = logging.getLogger(__name__)
@@ -92,14 +94,11 @@ def run_sessions(
         except FATAL_ERRORS:
             raise
         except KafkaError as exc:
-            if not getattr(exc, "retriable", True) and _is_auth_error(exc):
-                raise ConfigError(f"{name}: Kafka refused the connection: {exc}") from exc
+            if security.is_security_error(exc):
+                # Retrying cannot fix credentials or a missing ACL: stop with one clear line.
+                raise SecurityError(f"{name}: {security.describe(exc)}") from None
             if time.monotonic() - started > 30:
                 backoff = 0.5
             log.warning("%s: Kafka error, restarting session in %.1fs: %r", name, backoff, exc)
             stop.wait(backoff)
             backoff = min(backoff * 2, 10.0)
-
-
-def _is_auth_error(exc: KafkaError) -> bool:
-    return "Authorization" in type(exc).__name__ or "Authentication" in type(exc).__name__

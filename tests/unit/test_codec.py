@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.codec import Reason, Rejected, TextLimits, decode_score, decode_text, encode
-from schemas.models import ClassScore, ScoreRecord, TextRecord
+from schemas.models import ScoreRecord, TextRecord
 
 
 def test_json_text_record_with_id_in_body():
@@ -54,7 +54,7 @@ def test_rejection_keeps_the_id_when_readable():
 
 def test_score_round_trip():
     score = ScoreRecord(
-        id="m", text_timestamp_ms=5, scores={"a": ClassScore(probability=0.5, version="1")}
+        id="m", text_timestamp_ms=5, scores={"a": 0.5}, versions={"a": "1"}
     )
     assert decode_score(encode(score)) == score
 

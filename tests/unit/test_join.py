@@ -5,7 +5,6 @@ from aggregator.registry import RegistryView
 from schemas.models import (
     Announcement,
     ClassifierMode,
-    ClassScore,
     LabelRecord,
     Refusal,
     ScoreRecord,
@@ -23,7 +22,8 @@ def score(message_id, ts=T0, **probabilities):
     return ScoreRecord(
         id=message_id,
         text_timestamp_ms=ts,
-        scores={k: ClassScore(probability=v, version="1") for k, v in probabilities.items()},
+        scores=probabilities,
+        versions=dict.fromkeys(probabilities, "1"),
     )
 
 
@@ -92,7 +92,7 @@ def test_late_joiner_score_is_kept_apart_from_the_vote(view, table):
 def test_shadow_classifier_does_not_vote(view, table):
     announce(view, "s", mode=ClassifierMode.SHADOW)
     shadow = ScoreRecord(id="m", text_timestamp_ms=T0,
-                         shadow={"s": ClassScore(probability=0.99, version="2")})
+                         shadow={"s": 0.99}, versions={"s": "2"})
     table.add(shadow, T0)
     [result] = table.add(score("m", a=0.1, b=0.2), T0)
     assert result.label == "b" and result.shadow_scores == {"s": 0.99}

@@ -1,0 +1,286 @@
+"""`triage bench`: the end-to-end benchmark, against a real broker.
+
+For K classes of a labelled CSV it trains (or loads) the classifiers, runs the pipeline
+(co-located or one process per classifier) against the local broker or
+`TRIAGE_BOOTSTRAP_SERVERS`, publishes M held-out texts as fast as possible or at a fixed rate,
+and measures end-to-end throughput (first publish to last result), latency (text timestamp to
+the result reaching a `read_committed` consumer), CPU seconds of the pipeline processes per
+1,000 texts, and, in the same run, the in-process batch scoring rate of the same models (the
+limit). It also checks correctness: every text exactly one result, labels equal to the offline
+decision of the same models. Several repetitions on fresh topics; medians are reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from kafka import TopicPartition
+
+from aggregator.decision import decide
+from consumers.artifacts import LoadedModel, load_models
+from consumers.scoring import Scorer
+from consumers.training import DataError, Dataset, read_dataset, split, train
+from producer.publisher import Publisher
+from schemas.codec import Rejected, decode_label
+from schemas.models import TextRecord
+from triage import kafka_clients, kafka_local, supervisor
+from triage.settings import CommonSettings, ProducerSettings
+
+log = logging.getLogger(__name__)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class RunResult:
+    throughput: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    cpu_s_per_1000: float
+    results: int
+    duplicates: int
+    missing: int
+    agreement: float
+
+
+def select_classes(data: Dataset, k: int | None) -> Dataset:
+    classes = sorted(set(data.labels))[: k or None]
+    if k and len(classes) < k:
+        raise DataError(f"{data.path}: has {len(classes)} classes, --classes {k} asked")
+    keep = [i for i, label in enumerate(data.labels) if label in classes]
+    return Dataset(data.path, data.sha256, [data.texts[i] for i in keep],
+                   [data.labels[i] for i in keep])
+
+
+def prepare_models(data: Dataset, models_dir: Path | None) -> tuple[Path, list[str]]:
+    """Held-out texts of the split, and a models folder trained on the training part."""
+    _, held_out, _, _ = split(data)
+    if models_dir is None:
+        models_dir = Path(tempfile.mkdtemp(prefix="triage-bench-models-"))
+        started = time.monotonic()
+        train(data, models_dir)
+        log.info("trained %d classifiers in %.1fs", len(set(data.labels)),
+                 time.monotonic() - started)
+    return models_dir, held_out
+
+
+def inprocess_rate(models: list[LoadedModel], texts: list[str], colocated: bool,
+                   batch: int = 500) -> float:
+    """Texts/s one core scores in batches: the limit the pipeline is compared with."""
+    units = [models] if colocated else [[m] for m in models]
+    scorers = [Scorer(unit) for unit in units]
+    for scorer in scorers:
+        scorer.score(texts[:batch])  # warm-up
+    started = time.process_time()
+    for start in range(0, len(texts), batch):
+        for scorer in scorers:
+            scorer.score(texts[start:start + batch])
+    return len(texts) / (time.process_time() - started)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (FileNotFoundError, IndexError):
+            pass
+    return total / CLK_TCK
+
+
+class ResultCollector(threading.Thread):
+    """Follows the labels topic (read_committed) and records when each result arrives."""
+
+    def __init__(self, settings: CommonSettings, expected: int) -> None:
+        super().__init__(daemon=True)
+        self.settings = settings
+        self.expected = expected
+        self.arrivals: dict[str, list[tuple[float, str | None, int]]] = {}
+        self.count = 0
+        self.done = threading.Event()
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        consumer = kafka_clients.consumer(self.settings, group_id=None, fetch_max_wait_ms=20)
+        topic = self.settings.labels
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        self.ready.set()
+        while not self.stop.is_set():
+            for records in consumer.poll(timeout_ms=100).values():
+                now = time.time()
+                for record in records:
+                    result = decode_label(record.value)
+                    if isinstance(result, Rejected):
+                        continue
+                    latency_ms = now * 1000 - result.text_timestamp_ms
+                    self.arrivals.setdefault(result.id, []).append(
+                        (now, result.label, int(latency_ms))
+                    )
+                    self.count += 1
+            if len(self.arrivals) >= self.expected:
+                self.done.set()
+        consumer.close()
+
+
+def run_once(models_dir: Path, labels: list[str], texts: list[str], expected: dict[str, str],
+             colocated: bool, rate: float | None, timeout_s: float) -> RunResult:
+    os.environ["TRIAGE_TOPIC_PREFIX"] = f"bench-{uuid.uuid4().hex[:8]}-"
+    settings = CommonSettings()
+    kafka_clients.ensure_topics(settings)
+    children = supervisor.plan(models_dir, labels, colocated, None)
+    for child in children:
+        child.start()
+    try:
+        _wait_for_registry(settings, set(labels))
+        records = [TextRecord(id=f"b{i:07d}", text=t) for i, t in enumerate(texts)]
+        collector = ResultCollector(settings, len(records))
+        collector.start()
+        collector.ready.wait(30)
+        pids = [c.process.pid for c in children if c.process]
+        cpu_before = cpu_seconds(pids)
+        first_publish = time.time()
+        _publish(records, rate)
+        collector.done.wait(timeout_s)
+        time.sleep(0.5)  # let duplicates, if any, show up
+        collector.stop.set()
+        collector.join(10)
+        cpu_used = cpu_seconds(pids) - cpu_before
+    finally:
+        supervisor.shutdown(children)
+    return _summarise(collector, records, expected, first_publish, cpu_used)
+
+
+def _summarise(collector, records, expected, first_publish, cpu_used) -> RunResult:
+    arrivals = collector.arrivals
+    firsts = [a[0] for a in arrivals.values()]
+    last = max((t for t, _, _ in firsts), default=first_publish)
+    latencies = sorted(lat for _, _, lat in firsts)
+    agree = sum(1 for r in records if r.id in arrivals and arrivals[r.id][0][1] == expected[r.id])
+    n = len(records)
+    return RunResult(
+        throughput=round(len(arrivals) / max(last - first_publish, 1e-9), 1),
+        p50_ms=_percentile(latencies, 50),
+        p95_ms=_percentile(latencies, 95),
+        p99_ms=_percentile(latencies, 99),
+        cpu_s_per_1000=round(cpu_used / n * 1000, 3),
+        results=sum(len(a) for a in arrivals.values()),
+        duplicates=sum(len(a) - 1 for a in arrivals.values()),
+        missing=n - len(arrivals),
+        agreement=round(agree / n, 5),
+    )
+
+
+def _percentile(values: list[int], q: float) -> float:
+    if not values:
+        return float("nan")
+    index = min(len(values) - 1, max(0, round(q / 100 * len(values)) - 1))
+    return float(values[index])
+
+
+def _publish(records: list[TextRecord], rate: float | None) -> None:
+    with Publisher(ProducerSettings()) as publisher:
+        if not rate:
+            publisher.publish(records)
+            return
+        chunk = max(1, int(rate / 100))  # send every 10 ms
+        started = time.monotonic()
+        for i in range(0, len(records), chunk):
+            delay = started + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            publisher.publish(records[i:i + chunk])
+
+
+def _wait_for_registry(settings: CommonSettings, labels: set[str], timeout_s: float = 180) -> None:
+    from triage.registry import RegistryReader
+
+    reader = RegistryReader(settings)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not labels <= set(reader.view.entries()):
+            if time.monotonic() > deadline:
+                raise RuntimeError("bench: classifiers did not announce themselves in time")
+            reader.poll(timeout_ms=300)
+    finally:
+        reader.close()
+
+
+def bench(data_path: Path, classes: int | None, messages: int, rate: float | None,
+          mode: str, repeat: int, models_dir: Path | None, timeout_s: float = 600) -> dict:
+    data = select_classes(read_dataset(data_path), classes)
+    models_dir, held_out = prepare_models(data, models_dir)
+    models = load_models(models_dir, sorted(set(data.labels)))
+    labels = [m.label for m in models]
+    texts = [held_out[i % len(held_out)] for i in range(messages)]
+    colocated = mode == "colocated"
+    offline = Scorer(models).score(texts)
+    expected = {f"b{i:07d}": decide({k: float(v[i]) for k, v in offline.items()}).label
+                for i in range(len(texts))}
+    limit = inprocess_rate(models, held_out * max(1, 2000 // len(held_out)), colocated)
+    started_broker = _ensure_broker()
+    try:
+        runs = []
+        for i in range(repeat):
+            result = run_once(models_dir, labels, texts, expected, colocated, rate, timeout_s)
+            log.info("run %d/%d: %s", i + 1, repeat, result)
+            runs.append(result)
+    finally:
+        if started_broker:
+            kafka_local.stop()
+    throughput = statistics.median(r.throughput for r in runs)
+    return {
+        "mode": mode,
+        "classes": len(labels),
+        "messages": messages,
+        "rate": rate,
+        "repeat": repeat,
+        "throughput": throughput,
+        "p50_ms": statistics.median(r.p50_ms for r in runs),
+        "p95_ms": statistics.median(r.p95_ms for r in runs),
+        "p99_ms": statistics.median(r.p99_ms for r in runs),
+        "cpu_s_per_1000": statistics.median(r.cpu_s_per_1000 for r in runs),
+        "inprocess_throughput": round(limit, 1),
+        "ratio": round(throughput / limit, 3),
+        "cores": os.cpu_count(),
+        "duplicates": sum(r.duplicates for r in runs),
+        "missing": sum(r.missing for r in runs),
+        "agreement": min(r.agreement for r in runs),
+        "runs": [asdict(r) for r in runs],
+    }
+
+
+def _ensure_broker() -> bool:
+    if os.environ.get("TRIAGE_BOOTSTRAP_SERVERS"):
+        return False
+    was_running = kafka_local.status() is not None
+    os.environ["TRIAGE_BOOTSTRAP_SERVERS"] = kafka_local.start().bootstrap
+    return not was_running
+
+
+def format_summary(report: dict) -> str:
+    lines = [
+        f"mode {report['mode']}, {report['classes']} classes, {report['messages']} texts, "
+        f"rate {report['rate'] or 'max'}, {report['repeat']} runs (medians):",
+        f"  throughput        {report['throughput']:.0f} texts/s end to end",
+        f"  latency           p50 {report['p50_ms']:.0f} ms, p95 {report['p95_ms']:.0f} ms, "
+        f"p99 {report['p99_ms']:.0f} ms",
+        f"  CPU               {report['cpu_s_per_1000']:.2f} s per 1,000 texts (pipeline)",
+        f"  in-process limit  {report['inprocess_throughput']:.0f} texts/s on one core "
+        f"(ratio {report['ratio']:.2f}, {report['cores']} cores)",
+        f"  correctness       {report['missing']} missing, {report['duplicates']} duplicates, "
+        f"agreement with offline {report['agreement']:.2%}",
+    ]
+    return "\n".join(lines)
