@@ -60,7 +60,7 @@ class Aggregator:
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
         )
-        consumer.subscribe([s.scores], listener=_Rebalance(self))
+        kafka_clients.subscribe(consumer, s.scores, _Rebalance(self))
         log.info("aggregator %s joined group %s", self.instance_id, self.group_id)
         try:
             while not stop.is_set():

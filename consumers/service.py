@@ -80,7 +80,7 @@ class ClassifierUnit:
         )
         try:
             self._announce(producer)
-            consumer.subscribe([s.texts])
+            kafka_clients.subscribe(consumer, s.texts)
             log.info("classifier %s (%s) consuming %s", self.group_id, ", ".join(self.labels),
                      s.texts)
             while not stop.is_set():

@@ -17,6 +17,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from kafka.errors import KafkaError
 
@@ -138,12 +139,12 @@ def _start(args: argparse.Namespace) -> int:
 def admin_settings(cluster: LocalCluster) -> CommonSettings:
     """Settings of the super user of a secure local cluster (topic names from the environment)."""
     env = kafka_secure.client_env(cluster.state_dir, kafka_secure.ADMIN)
-    fields = {name.removeprefix("TRIAGE_").lower(): value for name, value in env.items()}
+    fields: dict[str, Any] = {
+        name.removeprefix("TRIAGE_").lower(): value for name, value in env.items()
+    }
     # Explicit Nones: credentials of another user in the environment must not mix in.
-    no_other_secrets = dict.fromkeys(
-        ["sasl_password", "ssl_certfile", "ssl_keyfile", "ssl_key_password"]
-    )
-    return CommonSettings(bootstrap_servers=cluster.bootstrap, **fields, **no_other_secrets)
+    fields |= dict.fromkeys(["sasl_password", "ssl_certfile", "ssl_keyfile", "ssl_key_password"])
+    return CommonSettings(bootstrap_servers=cluster.bootstrap, **fields)
 
 
 def _set_up_roles(cluster: LocalCluster) -> None:

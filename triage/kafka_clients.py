@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -86,8 +87,9 @@ def _start(factory: Callable[..., _Client], conf: dict[str, Any]) -> _Client:
     try:
         return factory(**conf)
     except KafkaError:
-        _accepted.discard(key)
-        security.check_connection(probe_conf)  # raises if the cause was security
+        with _probe_lock:
+            _accepted.discard(key)
+            security.check_connection(probe_conf)  # raises if the cause was security
         raise
 
 
@@ -117,13 +119,30 @@ def transactional_producer(
     return prod
 
 
+class _Consumer(KafkaConsumer):
+    """A KafkaConsumer that raises on a topic it may not even see, instead of waiting forever.
+
+    kafka-python raises for a topic it may describe but not read; one it may not describe
+    it only logs, at every metadata refresh, while the consumer waits for partitions.
+    """
+
+    def poll(self, *args: Any, **kwargs: Any) -> Any:
+        records = super().poll(*args, **kwargs)
+        wanted = self.subscription() or {tp.topic for tp in self.assignment()}
+        # kafka-python 3 keeps the topics its last metadata response refused here.
+        refused = wanted & self._cluster.unauthorized_topics
+        if refused:
+            raise TopicAuthorizationFailedError(", ".join(sorted(refused)))
+        return records
+
+
 def consumer(settings: CommonSettings, *topics: str, **overrides: Any) -> KafkaConsumer:
     conf = connection(settings) | {
         "enable_auto_commit": False,
         "isolation_level": "read_committed",
         "auto_offset_reset": "earliest",
     }
-    return _start(lambda **kw: KafkaConsumer(*topics, **kw), conf | overrides)
+    return _start(lambda **kw: _Consumer(*topics, **kw), conf | overrides)
 
 
 def admin(settings: CommonSettings) -> KafkaAdminClient:
@@ -169,5 +188,26 @@ def _create_topics(client: KafkaAdminClient, topics: dict[str, dict[str, Any]]) 
         client.wait_for_topics(created)
         log.info("created topics %s", ", ".join(created))
     if denied:
-        log.info("not allowed to create topics %s: expecting an administrator to have created "
-                 "those this service uses", ", ".join(denied))
+        log.info(
+            "not allowed to create topics %s: expecting an administrator to have created "
+            "those this service uses",
+            ", ".join(denied),
+        )
+
+
+def subscribe(consumer: KafkaConsumer, topic: str, listener: Any = None, timeout_s: float = 60) -> None:
+    """Subscribe once the consumer's metadata knows `topic`.
+
+    Joining the group before the topic's partitions are in the client's metadata cache lets the
+    assignor hand out nothing ("No partition metadata for topic"), and the member then idles
+    with no partitions until the next rebalance; waiting for the metadata first avoids that.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not consumer.partitions_for_topic(topic):
+        if time.monotonic() > deadline:
+            raise ConfigError(f"topic {topic} does not exist (or is not visible to this client)")
+        time.sleep(0.2)
+    if listener is None:
+        consumer.subscribe([topic])
+    else:
+        consumer.subscribe([topic], listener=listener)

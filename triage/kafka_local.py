@@ -42,7 +42,6 @@ __all__ = [
     "LocalKafkaError",
     "NodeInfo",
     "default_libs_dir",
-    "admin_config",
     "default_state_dir",
     "ensure_jars",
     "kill_node",
@@ -280,16 +279,6 @@ def status(state_dir: Path | None = None) -> LocalCluster | None:
     return cluster if any(node.alive for node in cluster.nodes) else None
 
 
-def admin_config(state_dir: Path | None = None) -> dict[str, Any]:
-    """kafka-python keyword arguments of the cluster's super user: bootstrap and security."""
-    state_dir = _resolve_state_dir(state_dir)
-    record = _read_record(state_dir)
-    if record is None:
-        raise _no_cluster_error(state_dir)
-    bootstrap = _cluster_from_record(state_dir, record).bootstrap
-    return {"bootstrap_servers": bootstrap.split(","), **_security(state_dir, record)}
-
-
 def read_bootstrap(state_dir: Path | None = None) -> str | None:
     """Bootstrap servers of the cluster running from ``state_dir``, else None."""
     cluster = status(state_dir)
@@ -369,9 +358,7 @@ def _resume(running: LocalCluster, nodes: int, timeout_s: float, secure: bool) -
     return _require_cluster(state_dir)
 
 
-def _launch_cluster(
-    state_dir: Path, libs_dir: Path, count: int, users: list[str] | None
-) -> None:
+def _launch_cluster(state_dir: Path, libs_dir: Path, count: int, users: list[str] | None) -> None:
     """Configure, format and launch the nodes; ``users`` (None: plaintext) makes them secure."""
     java = _find_java()
     ports = _free_ports(2 * count)

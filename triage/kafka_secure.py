@@ -93,8 +93,7 @@ def broker_settings(state_dir: Path, port: int, controller_port: int) -> dict[st
     """Properties that turn a plaintext node of kafka_local into a secure one."""
     host = "127.0.0.1"
     admin_login = (
-        f'{_SCRAM_LOGIN} required username="{ADMIN}" '
-        f'password="{read_password(state_dir, ADMIN)}";'
+        f'{_SCRAM_LOGIN} required username="{ADMIN}" password="{read_password(state_dir, ADMIN)}";'
     )
     keystore_password = _keystore_password_file(state_dir).read_text().strip()
     return {
@@ -174,26 +173,8 @@ def make_tls(folder: Path, keystore_password_file: Path) -> None:
     _private_dir(folder)
     ca_key, broker_key = folder / "ca.key", folder / "broker.key"
     try:
-        _openssl(
-            "req", "-x509", *_new_ec_key(ca_key), "-out", folder / "ca.crt",
-            "-days", str(_CERT_DAYS), "-subj", "/CN=triage local CA",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        )  # fmt: skip
-        _openssl(
-            "req", *_new_ec_key(broker_key), "-out", folder / "broker.csr",
-            "-subj", f"/CN={BROKER_CN}",
-        )  # fmt: skip
-        extensions = folder / "broker.ext"
-        extensions.write_text(
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
-            "extendedKeyUsage=serverAuth,clientAuth\n"
-        )
-        _openssl(
-            "x509", "-req", "-in", folder / "broker.csr", "-CA", folder / "ca.crt",
-            "-CAkey", ca_key, "-set_serial", f"0x{secrets.token_hex(16)}",
-            "-days", str(_CERT_DAYS), "-extfile", extensions, "-out", folder / "broker.crt",
-        )  # fmt: skip
+        _make_ca(folder, ca_key)
+        _make_broker_certificate(folder, ca_key, broker_key)
         _openssl(
             "pkcs12", "-export", "-in", folder / "broker.crt", "-inkey", broker_key,
             "-certfile", folder / "ca.crt", "-name", "broker", "-out", folder / "broker.p12",
@@ -205,6 +186,31 @@ def make_tls(folder: Path, keystore_password_file: Path) -> None:
     (folder / "ca.crt").chmod(0o644)
     folder.chmod(0o755)  # the CA certificate is public; the keystore itself stays 0600
     (folder / "broker.p12").chmod(0o600)
+
+
+def _make_ca(folder: Path, ca_key: Path) -> None:
+    _openssl(
+        "req", "-x509", *_new_ec_key(ca_key), "-out", folder / "ca.crt",
+        "-days", str(_CERT_DAYS), "-subj", "/CN=triage local CA",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    )  # fmt: skip
+
+
+def _make_broker_certificate(folder: Path, ca_key: Path, broker_key: Path) -> None:
+    _openssl(
+        "req", *_new_ec_key(broker_key), "-out", folder / "broker.csr",
+        "-subj", f"/CN={BROKER_CN}",
+    )  # fmt: skip
+    extensions = folder / "broker.ext"
+    extensions.write_text(
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n"
+    )
+    _openssl(
+        "x509", "-req", "-in", folder / "broker.csr", "-CA", folder / "ca.crt",
+        "-CAkey", ca_key, "-set_serial", f"0x{secrets.token_hex(16)}",
+        "-days", str(_CERT_DAYS), "-extfile", extensions, "-out", folder / "broker.crt",
+    )  # fmt: skip
 
 
 def _new_ec_key(path: Path) -> list[object]:
@@ -236,8 +242,8 @@ def _scram_credential(mechanism: str, user: str, password: str) -> str:
         _SCRAM_MECHANISMS[mechanism], password.encode(), salt, _SCRAM_ITERATIONS
     )
     return (
-        f"{mechanism}=[name={user},salt=\"{_b64(salt)}\","
-        f"saltedpassword=\"{_b64(salted)}\",iterations={_SCRAM_ITERATIONS}]"
+        f'{mechanism}=[name={user},salt="{_b64(salt)}",'
+        f'saltedpassword="{_b64(salted)}",iterations={_SCRAM_ITERATIONS}]'
     )
 
 

@@ -155,9 +155,7 @@ def _diagnose(conf: dict[str, Any], failure: Exception, spoke_kafka: bool) -> st
     where = conf["bootstrap_servers"][0]
     user = conf.get("sasl_plain_username")
     tls_error = _tls_cause(failure)
-    if isinstance(failure, SaslAuthenticationFailedError) or _ambiguous(
-        conf, failure, spoke_kafka
-    ):
+    if isinstance(failure, SaslAuthenticationFailedError) or _ambiguous(conf, failure, spoke_kafka):
         # A broker closes the connection instead of answering when the user is unknown.
         return (
             f"Kafka at {where} refused to authenticate user {user!r} with "
@@ -165,6 +163,14 @@ def _diagnose(conf: dict[str, Any], failure: Exception, spoke_kafka: bool) -> st
         )
     if isinstance(failure, UnsupportedSaslMechanismError):
         return f"Kafka at {where}: {failure}; set TRIAGE_SASL_MECHANISM to one it offers"
+    if isinstance(tls_error, ssl.SSLCertVerificationError) and "mismatch" in str(
+        tls_error.verify_message
+    ):
+        return (
+            f"the TLS certificate of Kafka at {where} is not valid for that host name "
+            f"({tls_error.verify_message}): connect by a name the certificate lists (or, "
+            "knowing the risk, set TRIAGE_SSL_CHECK_HOSTNAME=false)"
+        )
     if isinstance(tls_error, ssl.SSLCertVerificationError):
         return (
             f"the TLS certificate of Kafka at {where} is not trusted "

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
 from triage import security
@@ -24,6 +24,8 @@ from triage.security import SecurityError
 from triage.settings import ConfigError
 
 log = logging.getLogger(__name__)
+
+TRANSACTION_STEP_TIMEOUT_S = 30.0
 
 FATAL_ERRORS = (ConfigError,)
 
@@ -45,26 +47,40 @@ def commit_batch(
     consumer: KafkaConsumer | None,
     outputs: Iterable[Output],
     offsets: dict[TopicPartition, int],
+    timeout_s: float = TRANSACTION_STEP_TIMEOUT_S,
 ) -> None:
-    """Send `outputs` and commit `offsets` for `consumer`'s group in one transaction."""
+    """Send `outputs` and commit `offsets` for `consumer`'s group in one transaction.
+
+    Each step is bounded by `timeout_s`: kafka-python waits without limit for the offset and
+    commit requests, and after a broker restart such a request can stay unanswered forever.
+    A timeout raises, the session ends, and the next session's producer (same transactional
+    id) fences this one and aborts the open transaction.
+    """
     producer.begin_transaction()
     try:
         for out in outputs:
             producer.send(out.topic, key=out.key, value=out.value, partition=out.partition)
         if offsets and consumer is not None:
-            producer.send_offsets_to_transaction(
+            manager = producer._transaction_manager
+            _await(producer, manager.send_offsets_to_transaction(
                 {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()},
                 consumer.group_metadata(),
-            )
-        producer.commit_transaction()
+            ), "sending offsets to the transaction", timeout_s)
+        _await(producer, producer._transaction_manager.begin_commit(), "committing", timeout_s)
     except BaseException:
         _abort_quietly(producer)
         raise
 
 
+def _await(producer: KafkaProducer, result, what: str, timeout_s: float) -> None:
+    producer._sender.wakeup()
+    if not result.wait(timeout_ms=timeout_s * 1000):
+        raise KafkaTimeoutError(f"{what} took longer than {timeout_s:.0f}s")
+
+
 def _abort_quietly(producer: KafkaProducer) -> None:
     try:
-        producer.abort_transaction()
+        _await(producer, producer._transaction_manager.begin_abort(), "aborting", 5)
     except Exception as exc:  # the session is ending anyway; the broker times it out
         log.debug("abort after failure also failed: %s", exc)
 

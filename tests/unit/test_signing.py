@@ -15,7 +15,8 @@ OTHER_KEY = SecretStr("o" * 32)
 
 
 def dataset(out):
-    texts = [f"card {i} never arrived" for i in range(20)] + [f"refund {i} please" for i in range(20)]
+    texts = [f"card {i} never arrived" for i in range(20)]
+    texts += [f"refund {i} please" for i in range(20)]
     return Dataset(out / "d.csv", "0" * 64, texts, ["card"] * 20 + ["refund"] * 20)
 
 
