@@ -30,6 +30,39 @@ class Refused:
 Outcome = LabelRecord | Refused
 
 
+@dataclass(slots=True)
+class Join:
+    """A pending join in memory (a plain slotted object: cheaper than a model on the hot path)."""
+
+    id: str
+    text_timestamp_ms: int
+    first_seen_ms: int
+    scores: dict[str, float]
+    shadow: dict[str, float]
+    versions: dict[str, str]
+
+    def to_state(self) -> JoinState:
+        return JoinState(
+            id=self.id,
+            text_timestamp_ms=self.text_timestamp_ms,
+            first_seen_ms=self.first_seen_ms,
+            scores=self.scores,
+            shadow=self.shadow,
+            versions=self.versions,
+        )
+
+    @classmethod
+    def from_state(cls, state: JoinState) -> Join:
+        return cls(
+            state.id,
+            state.text_timestamp_ms,
+            state.first_seen_ms,
+            dict(state.scores),
+            dict(state.shadow),
+            dict(state.versions),
+        )
+
+
 class JoinTable:
     def __init__(
         self,
@@ -42,9 +75,10 @@ class JoinTable:
         self.timeout_ms = timeout_ms
         self.horizon_ms = horizon_ms
         self.threshold = threshold
-        self.pending: dict[str, JoinState] = {}
+        self.pending: dict[str, Join] = {}
         self.decided: dict[str, int] = {}
-        self.changes: dict[str, JoinState | None] = {}
+        # message id → pending join, decision time (int) or None (forgotten), since last flush
+        self.changes: dict[str, Join | int | None] = {}
         self.counts: Counter[str] = Counter()
 
     # -- input ---------------------------------------------------------------------------
@@ -66,26 +100,24 @@ class JoinTable:
         self.changes[score.id] = state
         return []
 
-    def _merge(self, state: JoinState | None, score: ScoreRecord, now_ms: int) -> JoinState:
+    def _merge(self, state: Join | None, score: ScoreRecord, now_ms: int) -> Join:
         if state is None:
-            state = JoinState.model_construct(
-                schema_version=1, id=score.id, text_timestamp_ms=score.text_timestamp_ms,
-                first_seen_ms=now_ms, scores={}, shadow={}, versions={}, decided_at_ms=None,
-            )
-        known = {k: v for k, v in score.scores.items() if self.registry.knows(k)}
-        self.counts["unknown_classifier_scores"] += len(score.scores) - len(known)
-        duplicates = known.keys() & state.scores.keys()
-        self.counts["duplicate_scores"] += len(duplicates)
-        if not (known.keys() - duplicates) and not (score.shadow.keys() - state.shadow.keys()):
-            return state
+            state = Join(score.id, score.text_timestamp_ms, now_ms, {}, {}, {})
+        known = score.scores
+        if not all(self.registry.knows(k) for k in known):
+            known = {k: v for k, v in known.items() if self.registry.knows(k)}
+            self.counts["unknown_classifier_scores"] += len(score.scores) - len(known)
         # The first score of a classifier for a message wins: a duplicate changes nothing.
-        return state.model_copy(
-            update={
-                "scores": known | state.scores,
-                "shadow": score.shadow | state.shadow,
-                "versions": score.versions | state.versions,
-            }
-        )
+        for label, probability in known.items():
+            if label in state.scores:
+                self.counts["duplicate_scores"] += 1
+            else:
+                state.scores[label] = probability
+        for label, probability in score.shadow.items():
+            state.shadow.setdefault(label, probability)
+        for label, version in score.versions.items():
+            state.versions.setdefault(label, version)
+        return state
 
     # -- clocks and registry changes -----------------------------------------------------
     def expire(self, now_ms: int) -> list[Outcome]:
@@ -122,18 +154,19 @@ class JoinTable:
         if state.decided_at_ms is not None:
             self.decided[message_id] = state.decided_at_ms
         else:
-            self.pending[message_id] = state
+            self.pending[message_id] = Join.from_state(state)
 
     def take_changes(self) -> dict[str, JoinState | None]:
+        """Changelog records since the last call: pending state, decision marker or tombstone."""
         changes, self.changes = self.changes, {}
-        return changes
+        return {message_id: _as_state(message_id, change) for message_id, change in changes.items()}
 
     # -- decisions -----------------------------------------------------------------------
-    def _missing(self, state: JoinState) -> list[str]:
+    def _missing(self, state: Join) -> list[str]:
         expected = self.registry.expected_for(state.text_timestamp_ms)
         return sorted(expected - state.scores.keys())
 
-    def _decide(self, state: JoinState, now_ms: int) -> LabelRecord:
+    def _decide(self, state: Join, now_ms: int) -> LabelRecord:
         expected = self.registry.expected_for(state.text_timestamp_ms)
         voting = {k: v for k, v in state.scores.items() if k in expected}
         shadow = dict(state.shadow)
@@ -158,7 +191,21 @@ class JoinTable:
     def _mark_decided(self, message_id: str, now_ms: int) -> None:
         self.pending.pop(message_id, None)
         self.decided[message_id] = now_ms
-        self.changes[message_id] = JoinState.model_construct(
-            schema_version=1, id=message_id, text_timestamp_ms=0, first_seen_ms=0, scores={},
-            shadow={}, versions={}, decided_at_ms=now_ms,
-        )
+        self.changes[message_id] = now_ms
+
+
+def _as_state(message_id: str, change: Join | int | None) -> JoinState | None:
+    if change is None:
+        return None
+    if isinstance(change, Join):
+        return change.to_state()
+    return JoinState.model_construct(
+        schema_version=1,
+        id=message_id,
+        text_timestamp_ms=0,
+        first_seen_ms=0,
+        scores={},
+        shadow={},
+        versions={},
+        decided_at_ms=change,
+    )

@@ -14,6 +14,10 @@ class RegistryView:
     def __init__(self) -> None:
         self._entries: dict[str, Announcement] = {}
         self.revision = 0
+        self._cached_revision = -1
+        self._voting: list[Announcement] = []
+        self._all_voting: frozenset[str] = frozenset()
+        self._latest_since = 0
 
     def apply(self, label: str, announcement: Announcement | None) -> None:
         """Apply one registry record; `None` is a tombstone."""
@@ -42,9 +46,18 @@ class RegistryView:
         When none had started yet (a text older than every classifier), every voting
         classifier is expected, so old texts are still labelled rather than left undecided.
         """
-        voting = [a for a in self._entries.values() if a.mode is ClassifierMode.VOTING]
-        serving = frozenset(a.label for a in voting if a.since_ms <= text_timestamp_ms)
-        return serving or frozenset(a.label for a in voting)
+        if self._cached_revision != self.revision:
+            self._refresh()
+        if text_timestamp_ms >= self._latest_since:
+            return self._all_voting  # the common case: every voting classifier was serving
+        serving = frozenset(a.label for a in self._voting if a.since_ms <= text_timestamp_ms)
+        return serving or self._all_voting
+
+    def _refresh(self) -> None:
+        self._voting = [a for a in self._entries.values() if a.mode is ClassifierMode.VOTING]
+        self._all_voting = frozenset(a.label for a in self._voting)
+        self._latest_since = max((a.since_ms for a in self._voting), default=0)
+        self._cached_revision = self.revision
 
 
 def _membership(a: Announcement) -> tuple[str, str, int]:

@@ -20,8 +20,8 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from aggregator.join import JoinTable, Outcome, Refused
 from aggregator.registry import RegistryView
 from schemas.codec import Reason, Rejected, b64, decode_score, encode
-from schemas.models import DeadLetter, JoinState, ScoreRecord
-from triage import kafka_clients
+from schemas.models import DeadLetter, JoinState, LabelRecord, ScoreRecord
+from triage import kafka_clients, metrics
 from triage.registry import RegistryReader
 from triage.settings import AggregatorSettings
 from triage.streaming import Output, commit_batch, next_offsets, run_sessions
@@ -40,8 +40,12 @@ class Aggregator:
         self.group_id = settings.group(settings.group_id)
         self.tables: dict[int, JoinTable] = {}
         self.view = RegistryView()
+        # What the current batch decided, counted in the metrics once its transaction commits.
+        self._results: list[LabelRecord] = []
+        self._dead_reasons: list[str] = []
 
     def run(self, stop: threading.Event) -> None:
+        metrics.serve(self.settings)
         kafka_clients.ensure_topics(self.settings)
         run_sessions("aggregator", self._session, stop)
 
@@ -73,6 +77,7 @@ class Aggregator:
 
     def _step(self, consumer: KafkaConsumer, producer, registry: RegistryReader) -> None:
         revision = self.view.revision
+        self._results, self._dead_reasons = [], []
         registry.poll()
         batches = consumer.poll(timeout_ms=self.settings.poll_timeout_ms)
         decoded = {tp: [(r, decode_score(r.value)) for r in rs] for tp, rs in batches.items()}
@@ -95,6 +100,16 @@ class Aggregator:
         offsets = next_offsets(batches)
         if outputs or offsets:
             commit_batch(producer, consumer, outputs, offsets)
+            self._count(batches, outputs)
+        metrics.PENDING_JOINS.set(sum(len(t.pending) for t in self.tables.values()))
+
+    def _count(self, batches: dict, outputs: list[Output]) -> None:
+        metrics.count_batch("aggregator", batches, outputs)
+        metrics.count_results(self._results)
+        metrics.count_dead_letters(self._dead_reasons)
+        for table in self.tables.values():
+            metrics.count_join_events(table.counts)
+            table.counts.clear()
 
     def _consume(
         self, table: JoinTable, tp: TopicPartition, record, score, now: int
@@ -120,12 +135,14 @@ class Aggregator:
             if isinstance(outcome, Refused):
                 outputs.append(self._refusal(outcome))
             else:
+                self._results.append(outcome)
                 key = outcome.id.encode()
                 outputs.append(Output(self.settings.labels, key, encode(outcome)))
         return outputs
 
     def _refusal(self, refused: Refused) -> Output:
         r = refused.refusal
+        self._dead_reasons.append(r.reason)
         letter = DeadLetter(
             id=refused.id,
             reason=r.reason,
@@ -141,6 +158,7 @@ class Aggregator:
         return Output(self.settings.dead_letters, refused.id.encode(), encode(letter))
 
     def _dead_letter(self, message_id, reason, detail, tp, record) -> Output:
+        self._dead_reasons.append(reason)
         letter = DeadLetter(
             id=message_id,
             reason=reason,
@@ -178,7 +196,10 @@ class Aggregator:
             self.tables[tp.partition] = table
             log.info(
                 "partition %d assigned: restored %d pending, %d decided from %d changelog records",
-                tp.partition, len(table.pending), len(table.decided), restored,
+                tp.partition,
+                len(table.pending),
+                len(table.decided),
+                restored,
             )
 
     def revoke(self, partitions: list[TopicPartition]) -> None:

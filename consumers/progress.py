@@ -23,7 +23,7 @@ class ProgressBar:
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
 
     def line(self) -> str:
-        filled = round(self.width * self.done / self.total)
+        filled = self.width * self.done // self.total
         bar = "#" * filled + "." * (self.width - filled)
         elapsed = time.monotonic() - self._started
         return f"[{bar}] {self.done}/{self.total} {self.what} {elapsed:5.1f}s"

@@ -21,7 +21,7 @@ from consumers.artifacts import LoadedModel
 from consumers.scoring import Scorer
 from schemas.codec import Rejected, b64, decode_text, encode
 from schemas.models import Announcement, ClassifierMode, Refusal, ScoreRecord
-from triage import kafka_clients
+from triage import kafka_clients, metrics
 from triage.registry import RegistryReader
 from triage.settings import ClassifierSettings
 from triage.streaming import Output, commit_batch, next_offsets, run_sessions
@@ -52,12 +52,15 @@ class ClassifierUnit:
         self.versions = {m.label: m.version for m in models}
         self.since: dict[str, int] = {}
         self._last_heartbeat = 0.0
+        for model in models:
+            metrics.MODEL_INFO.labels(model.label, model.version).set(1)
 
     @property
     def labels(self) -> list[str]:
         return [m.label for m in self.models]
 
     def run(self, stop: threading.Event) -> None:
+        metrics.serve(self.settings)
         kafka_clients.ensure_topics(self.settings)
         run_sessions(f"classifier {self.group_id}", self._session, stop)
 
@@ -81,8 +84,9 @@ class ClassifierUnit:
         try:
             self._announce(producer)
             kafka_clients.subscribe(consumer, s.texts)
-            log.info("classifier %s (%s) consuming %s", self.group_id, ", ".join(self.labels),
-                     s.texts)
+            log.info(
+                "classifier %s (%s) consuming %s", self.group_id, ", ".join(self.labels), s.texts
+            )
             while not stop.is_set():
                 self._step(consumer, producer)
         finally:
@@ -97,13 +101,15 @@ class ClassifierUnit:
         offsets = next_offsets(batches)
         if outputs or offsets:
             commit_batch(producer, consumer, outputs, offsets)
+            metrics.count_batch("classifier", batches, outputs)
 
     # -- scoring -----------------------------------------------------------------------------
     def _score(self, tp, records) -> list[Output]:
         limits = self.settings.limits
         decoded = [(r, decode_text(r.key, r.value, limits)) for r in records]
         good = [(r, d) for r, d in decoded if not isinstance(d, Rejected)]
-        probabilities = self.scorer.score([d.text for _, d in good])
+        with metrics.SCORING_SECONDS.time():
+            probabilities = self.scorer.score([d.text for _, d in good])
         columns = {label: p.tolist() for label, p in probabilities.items()}
         outputs = [
             self._score_output(text.id, record, {k: col[i] for k, col in columns.items()})

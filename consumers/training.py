@@ -1,35 +1,45 @@
 """`triage train`: one binary classifier per class, each saved with its manifest.
 
-Features default to word and character n-gram TF-IDF, fitted once per training run and copied
-into every class's pipeline, so each artifact stands alone while co-located classifiers from
-the same run can share featurisation. Each class is fitted one-vs-rest on a stratified split
-and validated on the held-out part. Training one class never touches another class's folder.
+The featuriser (`consumers.features`) is fitted once per run on the training part of a
+stratified split and copied into every class's pipeline, so each artifact stands alone while
+co-located classifiers from the same run share featurisation. Per class only a one-vs-rest
+logistic regression is fitted (class-balanced weights by default, optionally wrapped in sigmoid
+or isotonic calibration fitted out-of-fold), in parallel across cores, and validated on the
+held-out part. The split seed and size go into the manifest so `triage evaluate` can score
+exactly the rows training did not see. Training one class never touches another class's folder.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import joblib
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from consumers.artifacts import Manifest, TrainingData, next_version, save_model
+from consumers.features import FEATURIZER, featurizer
+from consumers.metrics import binary_metrics
+from consumers.progress import ProgressBar
 
 log = logging.getLogger(__name__)
 
-FEATURIZER = "tfidf-word1-2+char_wb2-5"
 SEED = 13
+TEST_SIZE = 0.2
+CALIBRATIONS = ("none", "sigmoid", "isotonic")
+
+__all__ = ["FEATURIZER", "DataError", "Dataset", "Options", "featurizer", "read_dataset",
+           "split", "train"]
 
 
 class DataError(Exception):
@@ -42,6 +52,21 @@ class Dataset:
     sha256: str
     texts: list[str]
     labels: list[str]
+
+
+@dataclass(frozen=True)
+class Options:
+    """How each class's model is fitted; recorded in every manifest's `params`."""
+
+    c: float = 10.0
+    class_weight: str | None = "balanced"
+    calibration: str = "none"
+    calibration_folds: int = 5
+    seed: int = SEED
+    test_size: float = TEST_SIZE
+
+    def params(self) -> dict[str, object]:
+        return {"model": "LogisticRegression", "solver": "liblinear", **asdict(self)}
 
 
 def read_dataset(path: Path) -> Dataset:
@@ -62,17 +87,7 @@ def read_dataset(path: Path) -> Dataset:
     )
 
 
-def featurizer() -> FeatureUnion:
-    return FeatureUnion(
-        [
-            ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)),
-            ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True,
-                                     min_df=2)),
-        ]
-    )
-
-
-def split(data: Dataset, test_size: float = 0.2, seed: int = SEED):
+def split(data: Dataset, test_size: float = TEST_SIZE, seed: int = SEED):
     """The stratified train/validation split that training and evaluation share."""
     return train_test_split(
         data.texts, data.labels, test_size=test_size, random_state=seed, stratify=data.labels
@@ -83,68 +98,103 @@ def train(
     data: Dataset,
     out: Path,
     labels: list[str] | None = None,
-    c: float = 10.0,
+    options: Options | None = None,
     n_jobs: int = -1,
+    progress: bool = True,
 ) -> list[Manifest]:
+    """Fit and save one model per class in `labels` (default: every class in `data`)."""
+    options = options or Options()
+    if options.calibration not in CALIBRATIONS:
+        raise DataError(f"calibration must be one of {', '.join(CALIBRATIONS)}")
     classes = sorted(set(data.labels))
-    wanted = labels or classes
+    wanted = sorted(set(labels or classes))
     unknown = sorted(set(wanted) - set(classes))
     if unknown:
         raise DataError(f"{data.path}: no rows for class(es) {', '.join(unknown)}")
     started = time.monotonic()
-    x_train, x_val, y_train, y_val = split(data)
-    features = featurizer().fit(x_train)
+    try:
+        x_train, x_val, y_train, y_val = split(data, options.test_size, options.seed)
+        features = featurizer().fit(x_train)
+    except ValueError as exc:
+        raise DataError(f"{data.path}: cannot split and featurise this data: {exc}") from None
     xt, xv = features.transform(x_train), features.transform(x_val)
     features_sha = hashlib.sha256(_pickled(features)).hexdigest()
     y_train_arr, y_val_arr = np.asarray(y_train), np.asarray(y_val)
-    log.info("featurised %d texts in %.1fs", len(x_train), time.monotonic() - started)
-    fitted = Parallel(n_jobs=n_jobs)(
-        delayed(_fit_one)(xt, (y_train_arr == label).astype(int), c) for label in wanted
+    log.info("featurised %d texts (%d features) in %.1fs", len(x_train), xt.shape[1],
+             time.monotonic() - started)
+    _check_calibration_folds(options, wanted, y_train_arr)
+
+    bar = ProgressBar(len(wanted), "classes") if progress else None
+    fitted = {}
+    jobs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+        delayed(_fit_one)(label, xt, y_train_arr == label, options) for label in wanted
     )
-    manifests = []
-    for label, clf in zip(wanted, fitted, strict=True):
-        pipeline = Pipeline([("features", features), ("clf", clf)])
-        manifests.append(
-            save_model(
-                pipeline,
-                out,
-                label=label,
-                version=next_version(out, label),
-                featurizer=FEATURIZER,
-                featurizer_sha256=features_sha,
-                training_data=TrainingData(
-                    path=str(data.path), sha256=data.sha256, rows=len(x_train),
-                    positives=int((y_train_arr == label).sum()),
-                ),
-                params={"C": c, "seed": SEED, "model": "LogisticRegression"},
-                metrics=_binary_metrics(clf, xv, (y_val_arr == label).astype(int)),
-            )
-        )
-    log.info("trained %d classifiers in %.1fs", len(manifests), time.monotonic() - started)
+    for label, clf in jobs:
+        fitted[label] = clf
+        if bar:
+            bar.advance(label)
+    manifests = [
+        _save(out, label, features, features_sha, fitted[label], data, options,
+              positives=int((y_train_arr == label).sum()), rows=len(x_train),
+              metrics=_validation_metrics(fitted[label], xv, y_val_arr == label))
+        for label in wanted
+    ]
+    log.info("trained %d classifier(s) in %.1fs", len(manifests), time.monotonic() - started)
     return manifests
 
 
-def _fit_one(x, y, c: float) -> LogisticRegression:
-    return LogisticRegression(C=c, max_iter=1000, solver="liblinear", random_state=SEED).fit(x, y)
+def _check_calibration_folds(options: Options, labels: list[str], y: np.ndarray) -> None:
+    if options.calibration == "none":
+        return
+    fewest = min(int((y == label).sum()) for label in labels)
+    if fewest < options.calibration_folds:
+        raise DataError(
+            f"calibration needs at least {options.calibration_folds} training rows per class; "
+            f"a class has {fewest}. Use --calibration none or add rows."
+        )
 
 
-def _binary_metrics(clf: LogisticRegression, x, y) -> dict[str, float]:
+def _fit_one(label: str, x, y: np.ndarray, options: Options):
+    """One class's classifier; runs in a worker process, so it returns the label with it."""
+    model = LogisticRegression(
+        C=options.c, class_weight=options.class_weight, solver="liblinear", max_iter=1000,
+        random_state=options.seed,
+    )
+    y = y.astype(int)
+    if options.calibration == "none":
+        return label, model.fit(x, y)
+    folds = StratifiedKFold(options.calibration_folds, shuffle=True, random_state=options.seed)
+    calibrated = CalibratedClassifierCV(model, method=options.calibration, cv=folds,
+                                        ensemble=False)
+    return label, calibrated.fit(x, y)
+
+
+def _validation_metrics(clf, x, y: np.ndarray) -> dict[str, float]:
     proba = clf.predict_proba(x)[:, list(clf.classes_).index(1)]
-    predicted = (proba >= 0.5).astype(int)
-    metrics = {
-        "precision": precision_score(y, predicted, zero_division=0),
-        "recall": recall_score(y, predicted, zero_division=0),
-        "f1": f1_score(y, predicted, zero_division=0),
-        "validation_rows": len(y),
-    }
-    if 0 < y.sum() < len(y):
-        metrics["roc_auc"] = roc_auc_score(y, proba)
-    return {k: round(float(v), 4) for k, v in metrics.items()}
+    metrics = binary_metrics(y.astype(int), proba)
+    metrics["validation_rows"] = metrics.pop("rows")
+    metrics["validation_positives"] = metrics.pop("positives")
+    return metrics
+
+
+def _save(out: Path, label: str, features: FeatureUnion, features_sha: str, clf,
+          data: Dataset, options: Options, positives: int, rows: int,
+          metrics: dict[str, float]) -> Manifest:
+    return save_model(
+        Pipeline([("features", features), ("clf", clf)]),
+        out,
+        label=label,
+        version=next_version(out, label),
+        featurizer=FEATURIZER,
+        featurizer_sha256=features_sha,
+        training_data=TrainingData(path=str(data.path), sha256=data.sha256, rows=rows,
+                                   positives=positives),
+        params=options.params(),
+        metrics=metrics,
+    )
 
 
 def _pickled(obj) -> bytes:
-    import io
-
     buffer = io.BytesIO()
     joblib.dump(obj, buffer)
     return buffer.getvalue()

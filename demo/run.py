@@ -50,8 +50,9 @@ def main() -> int:
 
 def run_demo() -> int:
     settings = CommonSettings()
-    log.info("broker %s, topics prefixed %r", kafka_clients.bootstrap(settings),
-             settings.topic_prefix)
+    log.info(
+        "broker %s, topics prefixed %r", kafka_clients.bootstrap(settings), settings.topic_prefix
+    )
     models = Path(".triage/demo-models")
     manifests = train(read_dataset(DATA / "train.csv"), models)
     labels = [m.label for m in manifests]
@@ -105,8 +106,9 @@ def report(records: list[TextRecord], truth: dict[str, str], results: dict) -> i
         mark = "" if label == truth[record.id] else "  ✗"
         correct += label == truth[record.id]
         print(f"{record.text[:58]:60} {truth[record.id]:22} {label:22} {p:>5}{mark}")
-    print(f"\n{len(results)}/{len(records)} messages labelled; "
-          f"accuracy {correct / len(records):.1%}")
+    print(
+        f"\n{len(results)}/{len(records)} messages labelled; accuracy {correct / len(records):.1%}"
+    )
     return 0 if len(results) == len(records) else 1
 
 

@@ -47,7 +47,8 @@ class ScoreRecord(_Contract):
 
     A process hosting several co-located classifiers sends one record carrying all of their
     classes: `scores` (voting) and `shadow` map class → probability, `versions` class → model
-    version. Flat maps on purpose: they decode several times faster than nested objects. A record either carries `scores` or, when the input could not be used, a `refusal`
+    version. Flat maps on purpose: they decode several times faster than nested objects.
+    A record either carries `scores` or, when the input could not be used, a `refusal`
     that the aggregator turns into exactly one dead-letter record.
     """
 

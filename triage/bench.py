@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -57,8 +56,9 @@ def select_classes(data: Dataset, k: int | None) -> Dataset:
     if k and len(classes) < k:
         raise DataError(f"{data.path}: has {len(classes)} classes, --classes {k} asked")
     keep = [i for i, label in enumerate(data.labels) if label in classes]
-    return Dataset(data.path, data.sha256, [data.texts[i] for i in keep],
-                   [data.labels[i] for i in keep])
+    return Dataset(
+        data.path, data.sha256, [data.texts[i] for i in keep], [data.labels[i] for i in keep]
+    )
 
 
 def prepare_models(data: Dataset, models_dir: Path | None) -> tuple[Path, list[str]]:
@@ -68,13 +68,15 @@ def prepare_models(data: Dataset, models_dir: Path | None) -> tuple[Path, list[s
         models_dir = Path(tempfile.mkdtemp(prefix="triage-bench-models-"))
         started = time.monotonic()
         train(data, models_dir)
-        log.info("trained %d classifiers in %.1fs", len(set(data.labels)),
-                 time.monotonic() - started)
+        log.info(
+            "trained %d classifiers in %.1fs", len(set(data.labels)), time.monotonic() - started
+        )
     return models_dir, held_out
 
 
-def inprocess_rate(models: list[LoadedModel], texts: list[str], colocated: bool,
-                   batch: int = 500) -> float:
+def inprocess_rate(
+    models: list[LoadedModel], texts: list[str], colocated: bool, batch: int = 500
+) -> float:
     """Texts/s one core scores in batches: the limit the pipeline is compared with."""
     units = [models] if colocated else [[m] for m in models]
     scorers = [Scorer(unit) for unit in units]
@@ -83,8 +85,42 @@ def inprocess_rate(models: list[LoadedModel], texts: list[str], colocated: bool,
     started = time.process_time()
     for start in range(0, len(texts), batch):
         for scorer in scorers:
-            scorer.score(texts[start:start + batch])
+            scorer.score(texts[start : start + batch])
     return len(texts) / (time.process_time() - started)
+
+
+def join_cost_us(classes: int, pending: int, records: int = 20_000) -> float:
+    """Aggregator join cost per complete score record with `pending` other joins waiting."""
+    from aggregator.join import JoinTable
+    from aggregator.registry import RegistryView
+    from schemas.models import Announcement, ScoreRecord
+
+    view = RegistryView()
+    labels = [f"c{i}" for i in range(classes)]
+    for label in labels:
+        view.apply(
+            label,
+            Announcement(
+                label=label, version="1", since_ms=0, heartbeat_ms=0, group_id="g", instance="bench"
+            ),
+        )
+    table = JoinTable(view, timeout_ms=10**9, horizon_ms=10**12)
+    now = 10**6
+    for i in range(pending):  # joins still waiting for all but one classifier
+        table.add(ScoreRecord(id=f"p{i}", text_timestamp_ms=now, scores={"c0": 0.1}), now)
+    table.take_changes()  # the service flushes these every batch; not part of the measurement
+    scores = dict.fromkeys(labels, 0.05)
+    versions = dict.fromkeys(labels, "1")
+    batch = [
+        ScoreRecord(id=f"m{i}", text_timestamp_ms=now, scores=scores, versions=versions)
+        for i in range(records)
+    ]
+    started = time.process_time()
+    for record in batch:
+        table.add(record, now)
+    table.expire(now)
+    table.take_changes()
+    return (time.process_time() - started) / records * 1e6
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -135,8 +171,15 @@ class ResultCollector(threading.Thread):
         consumer.close()
 
 
-def run_once(models_dir: Path, labels: list[str], texts: list[str], expected: dict[str, str],
-             colocated: bool, rate: float | None, timeout_s: float) -> RunResult:
+def run_once(
+    models_dir: Path,
+    labels: list[str],
+    texts: list[str],
+    expected: dict[str, str],
+    colocated: bool,
+    rate: float | None,
+    timeout_s: float,
+) -> RunResult:
     os.environ["TRIAGE_TOPIC_PREFIX"] = f"bench-{uuid.uuid4().hex[:8]}-"
     settings = CommonSettings()
     kafka_clients.ensure_topics(settings)
@@ -201,7 +244,7 @@ def _publish(records: list[TextRecord], rate: float | None) -> None:
             delay = started + i / rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            publisher.publish(records[i:i + chunk])
+            publisher.publish(records[i : i + chunk])
 
 
 def _wait_for_registry(settings: CommonSettings, labels: set[str], timeout_s: float = 180) -> None:
@@ -218,8 +261,16 @@ def _wait_for_registry(settings: CommonSettings, labels: set[str], timeout_s: fl
         reader.close()
 
 
-def bench(data_path: Path, classes: int | None, messages: int, rate: float | None,
-          mode: str, repeat: int, models_dir: Path | None, timeout_s: float = 600) -> dict:
+def bench(
+    data_path: Path,
+    classes: int | None,
+    messages: int,
+    rate: float | None,
+    mode: str,
+    repeat: int,
+    models_dir: Path | None,
+    timeout_s: float = 600,
+) -> dict:
     data = select_classes(read_dataset(data_path), classes)
     models_dir, held_out = prepare_models(data, models_dir)
     models = load_models(models_dir, sorted(set(data.labels)))
@@ -227,8 +278,10 @@ def bench(data_path: Path, classes: int | None, messages: int, rate: float | Non
     texts = [held_out[i % len(held_out)] for i in range(messages)]
     colocated = mode == "colocated"
     offline = Scorer(models).score(texts)
-    expected = {f"b{i:07d}": decide({k: float(v[i]) for k, v in offline.items()}).label
-                for i in range(len(texts))}
+    expected = {
+        f"b{i:07d}": decide({k: float(v[i]) for k, v in offline.items()}).label
+        for i in range(len(texts))
+    }
     limit = inprocess_rate(models, held_out * max(1, 2000 // len(held_out)), colocated)
     started_broker = _ensure_broker()
     try:
@@ -253,6 +306,10 @@ def bench(data_path: Path, classes: int | None, messages: int, rate: float | Non
         "p99_ms": statistics.median(r.p99_ms for r in runs),
         "cpu_s_per_1000": statistics.median(r.cpu_s_per_1000 for r in runs),
         "inprocess_throughput": round(limit, 1),
+        "join_us_per_record_by_pending": {
+            str(n): round(statistics.median(join_cost_us(len(labels), n) for _ in range(3)), 1)
+            for n in (0, 10_000, 100_000)
+        },
         "ratio": round(throughput / limit, 3),
         "cores": os.cpu_count(),
         "duplicates": sum(r.duplicates for r in runs),
@@ -280,6 +337,11 @@ def format_summary(report: dict) -> str:
         f"  CPU               {report['cpu_s_per_1000']:.2f} s per 1,000 texts (pipeline)",
         f"  in-process limit  {report['inprocess_throughput']:.0f} texts/s on one core "
         f"(ratio {report['ratio']:.2f}, {report['cores']} cores)",
+        "  aggregator join   "
+        + ", ".join(
+            f"{v} us/record at {k} pending"
+            for k, v in report["join_us_per_record_by_pending"].items()
+        ),
         f"  correctness       {report['missing']} missing, {report['duplicates']} duplicates, "
         f"agreement with offline {report['agreement']:.2%}",
     ]

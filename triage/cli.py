@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.errors import KafkaError
 from pydantic import ValidationError
 
 from consumers.artifacts import ArtifactError
@@ -95,12 +95,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="models folder (one subfolder a class)")
     p.add_argument("--label", action="append", help="train only this class (repeatable)")
     p.add_argument("--C", dest="c", type=float, default=10.0, help="inverse regularisation")
+    p.add_argument("--calibration", choices=["none", "sigmoid", "isotonic"], default="none",
+                   help="calibrate each classifier out-of-fold (default: none; class-balanced "
+                   "weights already give calibrated winners, see docs in consumers/training.py)")
+    p.add_argument("--class-weight", choices=["balanced", "none"], default="balanced",
+                   help="weigh a class's few positives against its many negatives")
+    p.add_argument("--seed", type=int, default=13, help="seed of the split and the models")
+    p.add_argument("--jobs", type=int, default=-1, help="classes fitted in parallel (-1: all cores)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="per-classifier and ensemble metrics vs a multiclass baseline")
     p.add_argument("--models", type=Path, required=True)
-    p.add_argument("--data", type=Path, required=True, help="CSV with columns text,category")
+    p.add_argument("--data", type=Path, required=True, help="CSV with columns text,category; "
+                   "the models' training file means its held-out split")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--report", type=Path, metavar="DIR",
+                   help="also write DIR/index.html with tables and plots")
+    p.add_argument("--threshold", type=float, default=0.0,
+                   help="abstain below this winning probability, as the aggregator does")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("classifier", help="run classifier consumer(s) co-located in one process")
@@ -126,9 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", type=Path, required=True)
     p.add_argument("--label", action="append", help="run only these classes")
     p.add_argument("--mode", choices=["per-process", "colocated"], default="per-process")
-    p.add_argument("--metrics-base-port", type=int,
-                   help="aggregator serves metrics here, classifiers on the next ports")
+    p.add_argument("--metrics-base-port", type=int, default=9400,
+                   help="aggregator serves metrics here, classifiers on the next ports "
+                   "(default 9400)")
     p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("lag-exporter", help="export consumer-group lag as Prometheus metrics")
+    p.add_argument("--interval-s", type=float, default=5.0, help="seconds between reads")
+    _kafka_flags(p)
+    p.set_defaults(func=cmd_lag_exporter)
 
     p = sub.add_parser("publish", help="publish texts; prints their ids in input order")
     p.add_argument("file", nargs="?", default="-", help="CSV, JSONL or one text a line; - = stdin")
@@ -157,23 +175,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 # -- commands ---------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from consumers.training import read_dataset, train
+    import time
 
-    manifests = train(read_dataset(args.data), args.out, args.label, c=args.c)
-    print(f"{'class':32} {'version':>7} {'precision':>9} {'recall':>7} {'f1':>6}")
+    from consumers.training import Options, read_dataset, train
+
+    options = Options(
+        c=args.c,
+        class_weight=None if args.class_weight == "none" else args.class_weight,
+        calibration=args.calibration,
+        seed=args.seed,
+    )
+    started = time.monotonic()
+    manifests = train(read_dataset(args.data), args.out, args.label, options, n_jobs=args.jobs)
+    print(f"{'class':32} {'version':>7} {'train+':>6} {'precision':>9} {'recall':>6} "
+          f"{'f1':>6} {'pr_auc':>6} {'brier':>6}")
     for m in manifests:
         x = m.metrics
-        print(f"{m.label:32} {m.version:>7} {x['precision']:9.3f} {x['recall']:7.3f} "
-              f"{x['f1']:6.3f}")
-    print(f"wrote {len(manifests)} model(s) to {args.out}")
+        print(f"{m.label[:32]:32} {m.version:>7} {m.training_data.positives:6d} "
+              f"{x['precision']:9.3f} {x['recall']:6.3f} {x['f1']:6.3f} "
+              f"{x.get('pr_auc', float('nan')):6.3f} {x['brier']:6.4f}")
+    print(f"wrote {len(manifests)} model(s) to {args.out} in {time.monotonic() - started:.1f}s "
+          f"(calibration {options.calibration}, class weight {options.class_weight}, "
+          f"seed {options.seed}); metrics on the held-out {options.test_size:.0%}")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from consumers.evaluation import evaluate, format_report
 
-    report = evaluate(args.models, args.data)
+    evaluation = evaluate(args.models, args.data, args.threshold)
+    report = evaluation.summary
     print(json.dumps(report, indent=2) if args.json else format_report(report))
+    if args.report:
+        from consumers.report import write_report
+
+        page = write_report(evaluation, args.report)
+        print(f"report: {page}", file=sys.stderr)
     return 0
 
 
@@ -215,7 +252,20 @@ def cmd_up(args: argparse.Namespace) -> int:
     kafka_clients.ensure_topics(settings)
     children = supervisor.plan(args.models, labels, args.mode == "colocated",
                                args.metrics_base_port)
+    for line in supervisor.metrics_urls(children, settings.metrics_host):
+        print(line, flush=True)
     return supervisor.supervise(children, stop_on_signals())
+
+
+def cmd_lag_exporter(args: argparse.Namespace) -> int:
+    from triage import lag_exporter
+    from triage.streaming import stop_on_signals
+
+    settings = settings_from(CommonSettings, args)
+    if settings.metrics_port is None:  # the exporter's only output: default to kafka_exporter's
+        settings = settings.model_copy(update={"metrics_port": 9308})
+    lag_exporter.run(settings, args.interval_s, stop_on_signals())
+    return 0
 
 
 def cmd_publish(args: argparse.Namespace) -> int:

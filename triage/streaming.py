@@ -62,10 +62,15 @@ def commit_batch(
             producer.send(out.topic, key=out.key, value=out.value, partition=out.partition)
         if offsets and consumer is not None:
             manager = producer._transaction_manager
-            _await(producer, manager.send_offsets_to_transaction(
-                {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()},
-                consumer.group_metadata(),
-            ), "sending offsets to the transaction", timeout_s)
+            _await(
+                producer,
+                manager.send_offsets_to_transaction(
+                    {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()},
+                    consumer.group_metadata(),
+                ),
+                "sending offsets to the transaction",
+                timeout_s,
+            )
         _await(producer, producer._transaction_manager.begin_commit(), "committing", timeout_s)
     except BaseException:
         _abort_quietly(producer)

@@ -58,6 +58,15 @@ def _metrics_env(base: int | None, offset: int) -> dict[str, str]:
     return {} if base is None else {"TRIAGE_METRICS_PORT": str(base + offset)}
 
 
+def metrics_urls(children: list[Child], host: str) -> list[str]:
+    """One line per child that serves metrics: where Prometheus should scrape it."""
+    return [
+        f"{child.name} metrics: http://{host}:{child.env['TRIAGE_METRICS_PORT']}/metrics"
+        for child in children
+        if "TRIAGE_METRICS_PORT" in child.env
+    ]
+
+
 def supervise(children: list[Child], stop: threading.Event) -> int:
     for child in children:
         child.start()
@@ -66,8 +75,9 @@ def supervise(children: list[Child], stop: threading.Event) -> int:
             code = child.process.poll() if child.process else None
             if code is not None:
                 child.restarts += 1
-                log.warning("%s exited with %d; restarting (restart #%d)", child.name, code,
-                            child.restarts)
+                log.warning(
+                    "%s exited with %d; restarting (restart #%d)", child.name, code, child.restarts
+                )
                 time.sleep(min(child.restarts, 5))
                 child.start()
     return shutdown(children)

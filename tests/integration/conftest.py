@@ -103,7 +103,9 @@ def wait_for_registry(labels: set[str], timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     try:
         while not labels <= set(reader.view.entries()):
-            assert time.monotonic() < deadline, f"registry lacks {labels - set(reader.view.entries())}"
+            assert time.monotonic() < deadline, (
+                f"registry lacks {labels - set(reader.view.entries())}"
+            )
             reader.poll(timeout_ms=300)
     finally:
         reader.close()

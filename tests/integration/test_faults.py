@@ -15,13 +15,13 @@ import uuid
 from collections import Counter
 
 import pytest
+from conftest import DEMO_STREAM, Processes, wait_for_registry, wait_until
+from kafka import TopicPartition
 
 from aggregator.decision import decide
-from conftest import DEMO_STREAM, Processes, wait_for_registry, wait_until
 from consumers.artifacts import available_labels, load_models
 from consumers.scoring import Scorer
 from consumers.training import read_dataset
-from kafka import TopicPartition
 from producer.publisher import Publisher
 from schemas.models import TextRecord
 from triage import kafka_clients, kafka_local
@@ -71,7 +71,7 @@ class Streamer(threading.Thread):
             with Publisher() as publisher:
                 chunk = max(1, int(self.rate / 10))
                 for i in range(0, len(self.records), chunk):
-                    publisher.publish(self.records[i:i + chunk])
+                    publisher.publish(self.records[i : i + chunk])
                     time.sleep(chunk / self.rate)
         except BaseException as exc:  # surfaced by the test
             self.error = exc
@@ -155,8 +155,9 @@ def _caught_up(settings: CommonSettings, group: str) -> bool:
     consumer = kafka_clients.consumer(settings, group_id=None)
     try:
         committed = admin.list_group_offsets({group: None}).get(group, {})
-        tps = [TopicPartition(settings.texts, p)
-               for p in consumer.partitions_for_topic(settings.texts)]
+        tps = [
+            TopicPartition(settings.texts, p) for p in consumer.partitions_for_topic(settings.texts)
+        ]
         ends = consumer.end_offsets(tps)
         return all(tp in committed and committed[tp].offset >= end for tp, end in ends.items())
     finally:

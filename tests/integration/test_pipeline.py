@@ -9,9 +9,9 @@ import time
 from collections import Counter
 
 import pytest
+from conftest import DEMO_STREAM, wait_for_registry, wait_until
 
 from aggregator.decision import decide
-from conftest import DEMO_STREAM, wait_for_registry, wait_until
 from consumers.artifacts import available_labels, load_models
 from consumers.scoring import Scorer
 from consumers.training import read_dataset
@@ -64,7 +64,9 @@ def test_end_to_end_every_text_labelled_once_as_offline(procs, demo_models):
 
 def test_up_runs_one_process_per_classifier_and_stops_on_sigterm(procs, demo_models):
     labels = available_labels(demo_models)[:3]
-    up = procs.start("up", "up", "--models", str(demo_models), *sum((["--label", x] for x in labels), []))
+    up = procs.start(
+        "up", "up", "--models", str(demo_models), *sum((["--label", x] for x in labels), [])
+    )
     wait_for_registry(set(labels))
     with Publisher() as publisher:
         ids = publisher.publish(stream_records(20))
@@ -78,8 +80,9 @@ def test_up_runs_one_process_per_classifier_and_stops_on_sigterm(procs, demo_mod
 
 def test_timeout_names_the_missing_classifier(procs, demo_models):
     settings = CommonSettings()
-    ghost = Announcement(label="ghost", version="1", since_ms=0, heartbeat_ms=0,
-                         group_id="none", instance="test")
+    ghost = Announcement(
+        label="ghost", version="1", since_ms=0, heartbeat_ms=0, group_id="none", instance="test"
+    )
     producer = kafka_clients.producer(settings)
     producer.send(settings.registry, key=b"ghost", value=encode(ghost)).get(timeout=10)
     producer.close()
@@ -109,8 +112,13 @@ def test_abstains_below_threshold(procs, demo_models):
 
 
 def test_malformed_input_goes_to_dead_letters_once(procs, demo_models):
-    procs.start("classifier", "classifier", "--models", str(demo_models),
-                extra_env={"TRIAGE_MAX_TEXT_CHARS": "200"})
+    procs.start(
+        "classifier",
+        "classifier",
+        "--models",
+        str(demo_models),
+        extra_env={"TRIAGE_MAX_TEXT_CHARS": "200"},
+    )
     procs.start("aggregator", "aggregate")
     wait_for_registry(set(available_labels(demo_models)))
     settings = CommonSettings()
@@ -155,30 +163,43 @@ def test_cli_publish_prints_ids_and_results_reads_them(procs, demo_models, env):
     texts = "my card never came\nwhat exchange rate do you use\nI want to close my account\n"
     published = subprocess.run(
         [sys.executable, "-m", "triage.cli", "publish", "-"],
-        input=texts, capture_output=True, text=True, timeout=60, check=True,
+        input=texts,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     ids = published.stdout.split()
     assert len(ids) == 3 and len(set(ids)) == 3
     wait_until(lambda: results_for(ids), 60, "results")
     shown = subprocess.run(
         [sys.executable, "-m", "triage.cli", "results", "--json"],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     printed = [json.loads(line) for line in shown.stdout.splitlines()]
     assert {p["id"] for p in printed} == set(ids)
-    assert all({"label", "probability", "scores", "complete", "missing", "versions"} <= p.keys()
-               for p in printed)
+    assert all(
+        {"label", "probability", "scores", "complete", "missing", "versions"} <= p.keys()
+        for p in printed
+    )
 
 
 def test_cli_errors_are_one_clear_line(tmp_path, env):
     missing = subprocess.run(
         [sys.executable, "-m", "triage.cli", "publish", str(tmp_path / "nope.csv")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert missing.returncode == 2
     assert missing.stderr.strip().count("\n") == 0 and "nope.csv" in missing.stderr
     no_models = subprocess.run(
         [sys.executable, "-m", "triage.cli", "classifier", "--models", str(tmp_path)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert no_models.returncode == 2 and "triage train" in no_models.stderr

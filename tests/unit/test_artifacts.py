@@ -6,7 +6,9 @@ from consumers.training import Dataset, train
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    texts = [f"card {i} never arrived" for i in range(20)] + [f"refund {i} please" for i in range(20)]
+    texts = [f"card {i} never arrived" for i in range(20)] + [
+        f"refund {i} please" for i in range(20)
+    ]
     labels = ["card"] * 20 + ["refund"] * 20
     out = tmp_path_factory.mktemp("models")
     train(Dataset(out / "d.csv", "0" * 64, texts, labels), out, n_jobs=1)
@@ -36,7 +38,9 @@ def test_unknown_label_is_a_clear_error(models):
 
 
 def test_retraining_one_class_bumps_only_its_version(models):
-    texts = [f"card {i} never arrived" for i in range(20)] + [f"refund {i} please" for i in range(20)]
+    texts = [f"card {i} never arrived" for i in range(20)] + [
+        f"refund {i} please" for i in range(20)
+    ]
     labels = ["card"] * 20 + ["refund"] * 20
     train(Dataset(models / "d.csv", "0" * 64, texts, labels), models, ["card"], n_jobs=1)
     assert load_model(models, "card").version == "2"

@@ -53,9 +53,7 @@ def test_rejection_keeps_the_id_when_readable():
 
 
 def test_score_round_trip():
-    score = ScoreRecord(
-        id="m", text_timestamp_ms=5, scores={"a": 0.5}, versions={"a": "1"}
-    )
+    score = ScoreRecord(id="m", text_timestamp_ms=5, scores={"a": 0.5}, versions={"a": "1"})
     assert decode_score(encode(score)) == score
 
 
@@ -77,7 +75,11 @@ def test_score_decoder_never_raises(value):
     assert isinstance(decode_score(value), ScoreRecord | Rejected)
 
 
-@given(st.dictionaries(st.sampled_from(["id", "text", "metadata", "schema_version"]),
-                       st.one_of(st.none(), st.integers(), st.text(), st.lists(st.integers()))))
+@given(
+    st.dictionaries(
+        st.sampled_from(["id", "text", "metadata", "schema_version"]),
+        st.one_of(st.none(), st.integers(), st.text(), st.lists(st.integers())),
+    )
+)
 def test_json_objects_decode_or_are_rejected(obj):
     assert isinstance(decode_text(b"k", json.dumps(obj).encode()), TextRecord | Rejected)

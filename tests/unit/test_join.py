@@ -14,8 +14,18 @@ T0 = 1_000_000
 
 
 def announce(view, label, since=0, mode=ClassifierMode.VOTING):
-    view.apply(label, Announcement(label=label, version="1", mode=mode, since_ms=since,
-                                   heartbeat_ms=since, group_id="g", instance="i"))
+    view.apply(
+        label,
+        Announcement(
+            label=label,
+            version="1",
+            mode=mode,
+            since_ms=since,
+            heartbeat_ms=since,
+            group_id="g",
+            instance="i",
+        ),
+    )
 
 
 def score(message_id, ts=T0, **probabilities):
@@ -91,8 +101,7 @@ def test_late_joiner_score_is_kept_apart_from_the_vote(view, table):
 
 def test_shadow_classifier_does_not_vote(view, table):
     announce(view, "s", mode=ClassifierMode.SHADOW)
-    shadow = ScoreRecord(id="m", text_timestamp_ms=T0,
-                         shadow={"s": 0.99}, versions={"s": "2"})
+    shadow = ScoreRecord(id="m", text_timestamp_ms=T0, shadow={"s": 0.99}, versions={"s": "2"})
     table.add(shadow, T0)
     [result] = table.add(score("m", a=0.1, b=0.2), T0)
     assert result.label == "b" and result.shadow_scores == {"s": 0.99}
@@ -112,8 +121,15 @@ def test_threshold_abstains(view):
 
 
 def test_refusal_becomes_one_dead_letter(table):
-    refusal = Refusal(reason="empty_text", detail="", source_topic="texts", source_partition=0,
-                      source_offset=3, original_key_b64=None, original_value_b64="")
+    refusal = Refusal(
+        reason="empty_text",
+        detail="",
+        source_topic="texts",
+        source_partition=0,
+        source_offset=3,
+        original_key_b64=None,
+        original_value_b64="",
+    )
     bad = ScoreRecord(id="texts:0:3", text_timestamp_ms=T0, refusal=refusal)
     [outcome] = table.add(bad, T0)
     assert isinstance(outcome, Refused)

@@ -3,8 +3,15 @@ from schemas.models import Announcement, ClassifierMode
 
 
 def entry(label, since, mode=ClassifierMode.VOTING, version="1"):
-    return Announcement(label=label, version=version, mode=mode, since_ms=since,
-                        heartbeat_ms=since, group_id="g", instance="i")
+    return Announcement(
+        label=label,
+        version=version,
+        mode=mode,
+        since_ms=since,
+        heartbeat_ms=since,
+        group_id="g",
+        instance="i",
+    )
 
 
 def test_expected_set_follows_since_and_mode():

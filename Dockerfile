@@ -1,0 +1,19 @@
+# One image for every triage service (`triage <command>`), with the demo models trained at
+# build time into /models from demo/data/train.csv. docker-compose.yml runs it.
+FROM python:3.11.11-slim-bookworm
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY triage triage
+COPY schemas schemas
+COPY producer producer
+COPY consumers consumers
+COPY aggregator aggregator
+RUN pip install --no-cache-dir .
+
+COPY demo/data/train.csv demo/data/train.csv
+RUN triage train --data demo/data/train.csv --out /models
+
+USER nobody
+ENTRYPOINT ["triage"]
+CMD ["--help"]

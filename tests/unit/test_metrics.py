@@ -1,0 +1,32 @@
+"""The metrics helpers: outcomes, join events and where `triage up` says to scrape."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+from triage import metrics, supervisor
+
+
+def test_outcome_partial_wins_over_abstained():
+    assert metrics.outcome(SimpleNamespace(complete=False, label=None)) == "partial"
+    assert metrics.outcome(SimpleNamespace(complete=True, label=None)) == "abstained"
+    assert metrics.outcome(SimpleNamespace(complete=True, label="a")) == "complete"
+
+
+def test_join_events_become_counters():
+    before = metrics.JOIN_TIMEOUTS._value.get(), metrics.LATE_SCORES._value.get()
+    metrics.count_join_events(Counter(join_timeouts=2, late_scores=3, stale_scores=1))
+    after = metrics.JOIN_TIMEOUTS._value.get(), metrics.LATE_SCORES._value.get()
+    assert (after[0] - before[0], after[1] - before[1]) == (2, 3)
+
+
+def test_up_prints_one_metrics_address_per_process():
+    children = supervisor.plan(Path("m"), ["a", "b"], colocated=False, metrics_base=9400)
+    assert supervisor.metrics_urls(children, "127.0.0.1") == [
+        "classifier a metrics: http://127.0.0.1:9401/metrics",
+        "classifier b metrics: http://127.0.0.1:9402/metrics",
+        "aggregator metrics: http://127.0.0.1:9400/metrics",
+    ]
+    assert supervisor.metrics_urls(supervisor.plan(Path("m"), ["a"], False, None), "h") == []
