@@ -43,6 +43,7 @@ class Aggregator:
         # What the current batch decided, counted in the metrics once its transaction commits.
         self._results: list[LabelRecord] = []
         self._dead_reasons: list[str] = []
+        metrics.start_aggregator_series()
 
     def run(self, stop: threading.Event) -> None:
         metrics.serve(self.settings)

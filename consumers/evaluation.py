@@ -116,8 +116,13 @@ def _test_set(models: list[LoadedModel], data: Dataset) -> TestSet:
             )
         _, seed, test_size = runs.pop()
         x_train, x_test, y_train, y_test = split(data, test_size, seed)
-        return TestSet(x_test, y_test, x_train, y_train,
-                       f"held-out {test_size:.0%} of the training file (seed {seed})")
+        return TestSet(
+            x_test,
+            y_test,
+            x_train,
+            y_train,
+            f"held-out {test_size:.0%} of the training file (seed {seed})",
+        )
     manifest = models[0].manifest
     _, seed, test_size = _run_of(models[0])
     x_train = y_train = None
@@ -128,23 +133,28 @@ def _test_set(models: list[LoadedModel], data: Dataset) -> TestSet:
     except DataError:
         pass
     if x_train is None:
-        log.warning("training file %s is missing or changed: no baseline",
-                    manifest.training_data.path)
+        log.warning(
+            "training file %s is missing or changed: no baseline", manifest.training_data.path
+        )
     return TestSet(data.texts, data.labels, x_train, y_train, "the whole file")
 
 
 def _run_of(model: LoadedModel) -> tuple[str, int, float]:
     params = model.manifest.params
-    return (model.manifest.training_data.sha256, int(params.get("seed", SEED)),
-            float(params.get("test_size", TEST_SIZE)))
+    return (
+        model.manifest.training_data.sha256,
+        int(params.get("seed", SEED)),
+        float(params.get("test_size", TEST_SIZE)),
+    )
 
 
 def _ensemble_metrics(y_true, predicted, confidence, correct, labels) -> dict[str, float]:
     named = [p or "" for p in predicted]
     return {
         "accuracy": round(float(correct.mean()), 4),
-        "macro_f1": round(float(f1_score(y_true, named, labels=labels, average="macro",
-                                         zero_division=0)), 4),
+        "macro_f1": round(
+            float(f1_score(y_true, named, labels=labels, average="macro", zero_division=0)), 4
+        ),
         "ece": round(expected_calibration_error(confidence, correct), 4),
         "mean_confidence": round(float(confidence.mean()), 4),
         "abstained": sum(p is None for p in predicted),
@@ -177,8 +187,9 @@ def _baseline_metrics(y_true, proba, labels) -> dict[str, float | None]:
     correct = predicted == y_true
     return {
         "baseline_accuracy": round(float(accuracy_score(y_true, predicted)), 4),
-        "baseline_macro_f1": round(float(f1_score(y_true, predicted, labels=labels,
-                                                  average="macro", zero_division=0)), 4),
+        "baseline_macro_f1": round(
+            float(f1_score(y_true, predicted, labels=labels, average="macro", zero_division=0)), 4
+        ),
         "baseline_ece": round(expected_calibration_error(proba.max(axis=1), correct), 4),
     }
 
@@ -188,8 +199,9 @@ def _confusions(y_true, predicted, baseline, labels, n: int = 15) -> list[dict[s
     if baseline is not None:
         base_pred = np.asarray(labels)[baseline.argmax(axis=1)]
         for pair in pairs:
-            pair["baseline_count"] = int(((y_true == pair["true"])
-                                          & (base_pred == pair["predicted"])).sum())
+            pair["baseline_count"] = int(
+                ((y_true == pair["true"]) & (base_pred == pair["predicted"])).sum()
+            )
     return pairs
 
 
@@ -220,8 +232,10 @@ def _per_class(models, y_true, predicted, scores) -> dict[str, dict[str, Any]]:
 
 def format_report(summary: dict[str, Any]) -> str:
     """The summary as plain-text tables for a terminal."""
-    head = (f"{'class':30} {'prec':>6} {'recall':>6} {'f1':>6} {'roc_auc':>7} {'pr_auc':>6} "
-            f"{'brier':>6} {'ens_f1':>6} {'n':>4}")
+    head = (
+        f"{'class':30} {'prec':>6} {'recall':>6} {'f1':>6} {'roc_auc':>7} {'pr_auc':>6} "
+        f"{'brier':>6} {'ens_f1':>6} {'n':>4}"
+    )
     lines = ["per classifier (binary, p >= 0.5) and its F1 inside the ensemble", head]
     for label, m in summary["per_class"].items():
         lines.append(
@@ -229,19 +243,26 @@ def format_report(summary: dict[str, Any]) -> str:
             f"{_num(m['roc_auc']):>7} {_num(m['pr_auc']):>6} {m['brier']:6.4f} "
             f"{m['ensemble_f1']:6.3f} {m['support']:4d}"
         )
-    lines += ["", f"test rows: {summary['test_rows']} ({summary['test_split']}), "
-                  f"{summary['classes']} classes", "",
-              f"{'':22} {'ensemble':>9} {'baseline':>9}"]
+    lines += [
+        "",
+        f"test rows: {summary['test_rows']} ({summary['test_split']}), "
+        f"{summary['classes']} classes",
+        "",
+        f"{'':22} {'ensemble':>9} {'baseline':>9}",
+    ]
     for name, key in [("accuracy", "accuracy"), ("macro F1", "macro_f1"), ("ECE (15 bins)", "ece")]:
         lines.append(f"{name:22} {summary[key]:9.4f} {_num(summary['baseline_' + key], 4):>9}")
     lines += ["", "abstain below  coverage  accuracy"]
     for point in summary["coverage"][::2]:
-        lines.append(f"{point['threshold']:13.2f} {point['coverage']:9.3f} "
-                     f"{_num(point['accuracy']):>9}")
+        lines.append(
+            f"{point['threshold']:13.2f} {point['coverage']:9.3f} {_num(point['accuracy']):>9}"
+        )
     lines += ["", "most confused (true -> predicted: ensemble / baseline)"]
     for pair in summary["confusions"][:10]:
-        lines.append(f"  {pair['true']} -> {pair['predicted']}: {pair['count']}"
-                     f" / {pair.get('baseline_count', '-')}")
+        lines.append(
+            f"  {pair['true']} -> {pair['predicted']}: {pair['count']}"
+            f" / {pair.get('baseline_count', '-')}"
+        )
     return "\n".join(lines)
 
 

@@ -19,8 +19,8 @@ FEATURIZER = "tfidf-word1-2+char_wb2-5+wordpairs"
 _WORD = re.compile(r"\w+")
 # Function words that pair with everything and so tell nothing; negations stay in on purpose.
 _FUNCTION_WORDS = frozenset(
-    "a am an and are be can did do does for has have how i in is it m me my of on "
-    "that the there this to was what when where why with you your".split()
+    "a am an and are be can did do does for has have how i in is it m me my "  # noqa: SIM905
+    "of on that the there this to was what when where why with you your".split()
 )
 
 
@@ -37,10 +37,18 @@ def word_pairs(text: str) -> list[str]:
 def featurizer() -> FeatureUnion:
     return FeatureUnion(
         [
-            ("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True,
-                                     token_pattern=r"(?u)\b\w+\b")),
-            ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True,
-                                     min_df=2)),
+            (
+                "word",
+                TfidfVectorizer(
+                    ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"(?u)\b\w+\b"
+                ),
+            ),
+            (
+                "char",
+                TfidfVectorizer(
+                    analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2
+                ),
+            ),
             ("pairs", TfidfVectorizer(analyzer=word_pairs, sublinear_tf=True, min_df=2)),
         ]
     )

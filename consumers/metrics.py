@@ -59,13 +59,15 @@ def reliability_bins(
     for b in range(bins):
         in_bin = index == b
         if in_bin.any():
-            out.append({
-                "lower": round(b / bins, 4),
-                "upper": round((b + 1) / bins, 4),
-                "count": int(in_bin.sum()),
-                "confidence": round(float(confidence[in_bin].mean()), 4),
-                "accuracy": round(float(correct[in_bin].mean()), 4),
-            })
+            out.append(
+                {
+                    "lower": round(b / bins, 4),
+                    "upper": round((b + 1) / bins, 4),
+                    "count": int(in_bin.sum()),
+                    "confidence": round(float(confidence[in_bin].mean()), 4),
+                    "accuracy": round(float(correct[in_bin].mean()), 4),
+                }
+            )
     return out
 
 
@@ -104,8 +106,6 @@ def top_confusions(
     y_true: Sequence[str], y_pred: Sequence[str | None], n: int = 10
 ) -> list[dict[str, object]]:
     """The `n` most frequent (true, predicted) pairs that differ; abstentions are not errors."""
-    pairs = Counter(
-        (t, p) for t, p in zip(y_true, y_pred, strict=True) if p is not None and t != p
-    )
+    pairs = Counter((t, p) for t, p in zip(y_true, y_pred, strict=True) if p is not None and t != p)
     ranked = sorted(pairs.items(), key=lambda item: (-item[1], item[0]))
     return [{"true": t, "predicted": p, "count": c} for (t, p), c in ranked[:n]]

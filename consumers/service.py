@@ -79,7 +79,6 @@ class ClassifierUnit:
             max_poll_records=s.max_batch,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
-            fetch_max_wait_ms=50,
         )
         try:
             self._announce(producer)

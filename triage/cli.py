@@ -101,10 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-weight", choices=["balanced", "none"], default="balanced",
                    help="weigh a class's few positives against its many negatives")
     p.add_argument("--seed", type=int, default=13, help="seed of the split and the models")
-    p.add_argument("--jobs", type=int, default=-1, help="classes fitted in parallel (-1: all cores)")
+    p.add_argument("--jobs", type=int, default=-1,
+                   help="classes fitted in parallel (-1: all cores)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="per-classifier and ensemble metrics vs a multiclass baseline")
+    p = sub.add_parser("evaluate",
+                       help="per-classifier and ensemble metrics vs a multiclass baseline")
     p.add_argument("--models", type=Path, required=True)
     p.add_argument("--data", type=Path, required=True, help="CSV with columns text,category; "
                    "the models' training file means its held-out split")

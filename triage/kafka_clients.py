@@ -141,6 +141,7 @@ def consumer(settings: CommonSettings, *topics: str, **overrides: Any) -> KafkaC
         "enable_auto_commit": False,
         "isolation_level": "read_committed",
         "auto_offset_reset": "earliest",
+        "fetch_max_wait_ms": settings.fetch_max_wait_ms,
     }
     return _start(lambda **kw: _Consumer(*topics, **kw), conf | overrides)
 

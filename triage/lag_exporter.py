@@ -88,12 +88,15 @@ def measure(admin: KafkaAdminClient, consumer: KafkaConsumer, prefix: str) -> li
     if not groups:
         return []
     committed = admin.list_group_offsets({group: None for group in groups})
+    topics = set(admin.list_topics())  # a group may keep offsets of a deleted topic
     pairs = [
         (g, tp, meta.offset)
         for g, offsets in committed.items()
         for tp, meta in offsets.items()
-        if meta.offset >= 0
+        if meta.offset >= 0 and tp.topic in topics
     ]
+    if not pairs:
+        return []
     latest = {tp: OffsetSpec.LATEST for _, tp, _ in pairs}
     listed = admin.list_partition_offsets(latest, isolation_level=IsolationLevel.READ_COMMITTED)
     ends = {tp: listed[tp].offset for tp in latest}

@@ -65,15 +65,6 @@ _IGNORED = {
     "unknown_classifier_scores": "unknown_classifier",
 }
 
-for _outcome in OUTCOMES:  # every outcome is a series from the start, so rates are never empty
-    RESULTS.labels(_outcome)
-for _reason in _IGNORED.values():
-    IGNORED_SCORES.labels(_reason)
-# Known reasons start at 0, so `increase()` sees the first dead letter of each.
-for _name, _reason in vars(Reason).items():
-    if _name.isupper():
-        DEAD_LETTERS.labels(_reason)
-
 _server_port: int | None = None
 
 
@@ -94,6 +85,18 @@ def serve(settings: CommonSettings, registry: CollectorRegistry = REGISTRY) -> i
     _server_port = server.server_address[1]
     log.info("metrics on http://%s:%d/metrics", settings.metrics_host, _server_port)
     return _server_port
+
+
+def start_aggregator_series() -> None:
+    """Every outcome and known dead-letter reason as a series at 0 from the aggregator's start,
+    so rates are never empty and `increase()` sees the first dead letter of each reason."""
+    for outcome_name in OUTCOMES:
+        RESULTS.labels(outcome_name)
+    for reason in _IGNORED.values():
+        IGNORED_SCORES.labels(reason)
+    for name, reason in vars(Reason).items():
+        if name.isupper():
+            DEAD_LETTERS.labels(reason)
 
 
 def count_batch(service: str, batches: dict, outputs: Iterable) -> None:

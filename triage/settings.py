@@ -70,6 +70,10 @@ class CommonSettings(BaseSettings):
         description="stable per running instance: a restart with the same id fences its zombie",
     )
 
+    fetch_max_wait_ms: int = Field(
+        default=25, ge=0, description="longest a fetch waits for data: bounds each hop's latency"
+    )
+
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
 

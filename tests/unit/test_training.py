@@ -50,7 +50,7 @@ def test_calibrated_classifier_keeps_the_scoring_interface(tmp_path):
     scores = Scorer(models).score(["my card never arrived", "please refund the purchase"])
     assert scores["card"][0] > scores["refund"][0]
     assert scores["refund"][1] > scores["card"][1]
-    assert all(((0 <= s) & (s <= 1)).all() for s in scores.values())
+    assert all(((s >= 0) & (s <= 1)).all() for s in scores.values())
 
 
 def test_same_seed_same_models(tmp_path):
@@ -69,8 +69,14 @@ def test_training_one_class_leaves_the_others_untouched(tmp_path):
     train(data, tmp_path, n_jobs=1, progress=False)
     before = {label: (tmp_path / label / "model.joblib").read_bytes() for label in TOPICS}
     manifest_before = (tmp_path / "pin" / "manifest.json").read_text()
-    train(data, tmp_path, ["card"], options=Options(calibration="sigmoid", calibration_folds=3),
-          n_jobs=1, progress=False)
+    train(
+        data,
+        tmp_path,
+        ["card"],
+        options=Options(calibration="sigmoid", calibration_folds=3),
+        n_jobs=1,
+        progress=False,
+    )
     assert (tmp_path / "pin" / "model.joblib").read_bytes() == before["pin"]
     assert (tmp_path / "refund" / "model.joblib").read_bytes() == before["refund"]
     assert (tmp_path / "pin" / "manifest.json").read_text() == manifest_before
@@ -109,16 +115,31 @@ def test_progress_bar_off_a_terminal_prints_a_line_per_tenth():
     assert len(lines) == 11  # the first item, then every tenth of 20
     assert lines[-1].startswith("[##########] 20/20 classes")
     assert lines[0].startswith("[..........] 1/20 classes")
-    assert "[#####.....] 10/20 classes" in lines
+    assert any(line.startswith("[#####.....] 10/20 classes") for line in lines)
 
 
 def test_cli_train_prints_a_per_class_summary(tmp_path, capsys):
     csv = tmp_path / "d.csv"
     data = synthetic(tmp_path)
-    csv.write_text("text,category\n" + "".join(
-        f"{t},{y}\n" for t, y in zip(data.texts, data.labels, strict=True)))
-    code = main(["train", "--data", str(csv), "--out", str(tmp_path / "m"), "--jobs", "1",
-                 "--calibration", "sigmoid", "--seed", "3"])
+    csv.write_text(
+        "text,category\n"
+        + "".join(f"{t},{y}\n" for t, y in zip(data.texts, data.labels, strict=True))
+    )
+    code = main(
+        [
+            "train",
+            "--data",
+            str(csv),
+            "--out",
+            str(tmp_path / "m"),
+            "--jobs",
+            "1",
+            "--calibration",
+            "sigmoid",
+            "--seed",
+            "3",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert [line.split()[0] for line in out.splitlines()[1:4]] == ["card", "pin", "refund"]
