@@ -90,11 +90,11 @@ class Aggregator:
             for table in self.tables.values():
                 outputs += self._outputs(table.recheck(now))
         for tp, pairs in decoded.items():
-            table = self.tables.get(tp.partition)
-            if table is None:
+            owned = self.tables.get(tp.partition)
+            if owned is None:
                 continue  # revoked during this poll; the next owner replays it
             for record, score in pairs:
-                outputs += self._consume(table, tp, record, score, now)
+                outputs += self._consume(owned, tp, record, score, now)
         for table in self.tables.values():
             outputs += self._outputs(table.expire(now))
         outputs += self._changelog()

@@ -175,7 +175,7 @@ def run_once(
     models_dir: Path,
     labels: list[str],
     texts: list[str],
-    expected: dict[str, str],
+    expected: dict[str, str | None],
     colocated: bool,
     rate: float | None,
     timeout_s: float,

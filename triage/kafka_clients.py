@@ -196,7 +196,9 @@ def _create_topics(client: KafkaAdminClient, topics: dict[str, dict[str, Any]]) 
         )
 
 
-def subscribe(consumer: KafkaConsumer, topic: str, listener: Any = None, timeout_s: float = 60) -> None:
+def subscribe(
+    consumer: KafkaConsumer, topic: str, listener: Any = None, timeout_s: float = 60
+) -> None:
     """Subscribe once the consumer's metadata knows `topic`.
 
     Joining the group before the topic's partitions are in the client's metadata cache lets the

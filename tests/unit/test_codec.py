@@ -28,7 +28,10 @@ def test_plain_text_without_key_is_rejected():
     assert decode_text(None, b"hello").reason == Reason.MISSING_ID
 
 
-def reason(key, value, limits=TextLimits()):
+DEFAULT_LIMITS = TextLimits()
+
+
+def reason(key, value, limits=DEFAULT_LIMITS):
     result = decode_text(key, value, limits)
     assert isinstance(result, Rejected), result
     return result.reason
