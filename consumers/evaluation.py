@@ -60,11 +60,15 @@ class Evaluation:
     baseline_proba: np.ndarray | None  # rows × labels
 
 
-def evaluate(models_dir: Path, data_path: Path, threshold: float = 0.0) -> Evaluation:
-    models = sorted(load_models(models_dir), key=lambda m: m.label)
+def evaluate(
+    models_dir: Path, data_path: Path, threshold: float = 0.0, only: list[str] | None = None
+) -> Evaluation:
+    """Score `only` these classes' models (default: every model in `models_dir`)."""
+    models = sorted(load_models(models_dir, only), key=lambda m: m.label)
     labels = [m.label for m in models]
     test = _test_set(models, read_dataset(data_path))
-    keep = [i for i, y in enumerate(test.y_test) if y in set(labels)]
+    known = set(labels)
+    keep = [i for i, y in enumerate(test.y_test) if y in known]
     if not keep:
         raise DataError(f"{data_path}: no rows of the classes the models know ({labels})")
     x_test = [test.x_test[i] for i in keep]
@@ -73,10 +77,11 @@ def evaluate(models_dir: Path, data_path: Path, threshold: float = 0.0) -> Evalu
     by_label = Scorer(models).score(x_test)
     scores = np.column_stack([by_label[label] for label in labels])
     rows = [dict(zip(labels, map(float, row), strict=True)) for row in scores]
-    decisions = [decide(row, threshold) for row in rows]
-    predicted = [d.label for d in decisions]
-    confidence = np.asarray([d.probability for d in decisions])
-    correct = np.asarray([p == y for p, y in zip(predicted, y_true, strict=True)])
+    predicted = [decide(row, threshold).label for row in rows]
+    # Calibration is about the winner whether or not a threshold would hold it back.
+    winners = [decide(row) for row in rows]
+    confidence = np.asarray([w.probability for w in winners])
+    correct = np.asarray([w.label == y for w, y in zip(winners, y_true, strict=True)])
     baseline = _baseline(models[0], test, labels, x_test)
 
     summary: dict[str, Any] = {
@@ -112,7 +117,8 @@ def _test_set(models: list[LoadedModel], data: Dataset) -> TestSet:
         if len(runs) > 1:
             raise DataError(
                 f"{data.path}: the models were trained on different files or splits, so no "
-                "single held-out split is unseen by all of them; evaluate them separately"
+                "single held-out split is unseen by all of them; evaluate them separately "
+                "(--label) or retrain them together"
             )
         _, seed, test_size = runs.pop()
         x_train, x_test, y_train, y_test = split(data, test_size, seed)
@@ -149,9 +155,9 @@ def _run_of(model: LoadedModel) -> tuple[str, int, float]:
 
 
 def _ensemble_metrics(y_true, predicted, confidence, correct, labels) -> dict[str, float]:
-    named = [p or "" for p in predicted]
+    named = [p or "" for p in predicted]  # an abstention counts as a wrong answer
     return {
-        "accuracy": round(float(correct.mean()), 4),
+        "accuracy": round(float(accuracy_score(y_true, named)), 4),
         "macro_f1": round(
             float(f1_score(y_true, named, labels=labels, average="macro", zero_division=0)), 4
         ),
@@ -166,7 +172,8 @@ def _baseline(model: LoadedModel, test: TestSet, labels: list[str], x_test: list
     if test.x_train is None or test.y_train is None:
         return None
     features = model.pipeline.named_steps["features"]
-    rows = [i for i, y in enumerate(test.y_train) if y in set(labels)]
+    known = set(labels)
+    rows = [i for i, y in enumerate(test.y_train) if y in known]
     y_train = np.asarray([test.y_train[i] for i in rows])
     if len(set(y_train)) < 2:
         return None

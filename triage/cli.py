@@ -33,7 +33,11 @@ from triage.settings import (
 log = logging.getLogger("triage")
 
 OPERATOR_ERRORS = (
-    ConfigError, ArtifactError, DataError, InputError, LocalKafkaError,
+    ConfigError,
+    ArtifactError,
+    DataError,
+    InputError,
+    LocalKafkaError,
 )
 
 
@@ -54,28 +58,46 @@ def settings_from(cls: type[CommonSettings], args: argparse.Namespace) -> Any:
 
 def _kafka_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("Kafka connection (flags override TRIAGE_* variables)")
-    g.add_argument("--bootstrap-servers", help="host:port[,...] (TRIAGE_BOOTSTRAP_SERVERS); "
-                   "default: the broker `triage kafka start` runs")
+    g.add_argument(
+        "--bootstrap-servers",
+        help="host:port[,...] (TRIAGE_BOOTSTRAP_SERVERS); "
+        "default: the broker `triage kafka start` runs",
+    )
     g.add_argument("--topic-prefix", help="prefix for every topic and group (TRIAGE_TOPIC_PREFIX)")
-    g.add_argument("--security-protocol",
-                   choices=["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"],
-                   help="(TRIAGE_SECURITY_PROTOCOL; default PLAINTEXT)")
-    g.add_argument("--sasl-mechanism", choices=["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"],
-                   help="(TRIAGE_SASL_MECHANISM)")
+    g.add_argument(
+        "--security-protocol",
+        choices=["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"],
+        help="(TRIAGE_SECURITY_PROTOCOL; default PLAINTEXT)",
+    )
+    g.add_argument(
+        "--sasl-mechanism",
+        choices=["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"],
+        help="(TRIAGE_SASL_MECHANISM)",
+    )
     g.add_argument("--sasl-username", help="(TRIAGE_SASL_USERNAME)")
     # Never a password flag: command lines are visible to every user of the machine.
-    g.add_argument("--sasl-password-file", type=Path,
-                   help="file whose first line is the password (TRIAGE_SASL_PASSWORD_FILE); "
-                   "or set TRIAGE_SASL_PASSWORD")
-    g.add_argument("--ssl-cafile", type=Path, help="CA certificate(s) to trust, PEM "
-                   "(TRIAGE_SSL_CAFILE)")
-    g.add_argument("--ssl-certfile", type=Path, help="client certificate, PEM "
-                   "(TRIAGE_SSL_CERTFILE)")
-    g.add_argument("--ssl-keyfile", type=Path, help="client key, PEM (TRIAGE_SSL_KEYFILE; "
-                   "its password only from TRIAGE_SSL_KEY_PASSWORD)")
-    g.add_argument("--ssl-check-hostname", action=argparse.BooleanOptionalAction,
-                   help="check the broker certificate's host name (TRIAGE_SSL_CHECK_HOSTNAME; "
-                   "default: check)")
+    g.add_argument(
+        "--sasl-password-file",
+        type=Path,
+        help="file whose first line is the password (TRIAGE_SASL_PASSWORD_FILE); "
+        "or set TRIAGE_SASL_PASSWORD",
+    )
+    g.add_argument(
+        "--ssl-cafile", type=Path, help="CA certificate(s) to trust, PEM (TRIAGE_SSL_CAFILE)"
+    )
+    g.add_argument(
+        "--ssl-certfile", type=Path, help="client certificate, PEM (TRIAGE_SSL_CERTFILE)"
+    )
+    g.add_argument(
+        "--ssl-keyfile",
+        type=Path,
+        help="client key, PEM (TRIAGE_SSL_KEYFILE; its password only from TRIAGE_SSL_KEY_PASSWORD)",
+    )
+    g.add_argument(
+        "--ssl-check-hostname",
+        action=argparse.BooleanOptionalAction,
+        help="check the broker certificate's host name (TRIAGE_SSL_CHECK_HOSTNAME; default: check)",
+    )
     g.add_argument("--instance-id", help="stable id of this instance (default: host name)")
     g.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
 
@@ -85,8 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="triage",
         description="Route support messages on Kafka with independent binary classifiers.",
     )
-    parser.add_argument("--log-level", default="INFO",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     kafka_cli.add_parser(sub)
 
@@ -95,32 +118,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="models folder (one subfolder a class)")
     p.add_argument("--label", action="append", help="train only this class (repeatable)")
     p.add_argument("--C", dest="c", type=float, default=10.0, help="inverse regularisation")
-    p.add_argument("--calibration", choices=["none", "sigmoid", "isotonic"], default="none",
-                   help="calibrate each classifier out-of-fold (default: none; class-balanced "
-                   "weights already give calibrated winners, see docs in consumers/training.py)")
-    p.add_argument("--class-weight", choices=["balanced", "none"], default="balanced",
-                   help="weigh a class's few positives against its many negatives")
+    p.add_argument(
+        "--calibration",
+        choices=["none", "sigmoid", "isotonic"],
+        default="none",
+        help="calibrate each classifier out-of-fold (default none: with balanced "
+        "class weights the winning probability is already calibrated)",
+    )
+    p.add_argument(
+        "--class-weight",
+        choices=["balanced", "none"],
+        default="balanced",
+        help="weigh a class's few positives against its many negatives",
+    )
     p.add_argument("--seed", type=int, default=13, help="seed of the split and the models")
-    p.add_argument("--jobs", type=int, default=-1,
-                   help="classes fitted in parallel (-1: all cores)")
+    p.add_argument(
+        "--jobs", type=int, default=-1, help="classes fitted in parallel (-1: all cores)"
+    )
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate",
-                       help="per-classifier and ensemble metrics vs a multiclass baseline")
+    p = sub.add_parser(
+        "evaluate", help="per-classifier and ensemble metrics vs a multiclass baseline"
+    )
     p.add_argument("--models", type=Path, required=True)
-    p.add_argument("--data", type=Path, required=True, help="CSV with columns text,category; "
-                   "the models' training file means its held-out split")
+    p.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="CSV with columns text,category; the models' training file means its held-out split",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--report", type=Path, metavar="DIR",
-                   help="also write DIR/index.html with tables and plots")
-    p.add_argument("--threshold", type=float, default=0.0,
-                   help="abstain below this winning probability, as the aggregator does")
+    p.add_argument(
+        "--report", type=Path, metavar="DIR", help="also write DIR/index.html with tables and plots"
+    )
+    p.add_argument(
+        "--label",
+        action="append",
+        help="evaluate only this class's model (repeatable); default: all",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.0,
+        help="abstain below this winning probability, as the aggregator does",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("classifier", help="run classifier consumer(s) co-located in one process")
     p.add_argument("--models", type=Path, required=True)
-    p.add_argument("--label", action="append", help="host only this class (repeatable); "
-                   "default: every model in the folder")
+    p.add_argument(
+        "--label",
+        action="append",
+        help="host only this class (repeatable); default: every model in the folder",
+    )
     p.add_argument("--shadow", action="store_true", help="score every text but do not vote")
     p.add_argument("--group", help="consumer group name (default from the hosted classes)")
     p.add_argument("--max-batch", type=int, help="records polled and scored at once")
@@ -140,9 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", type=Path, required=True)
     p.add_argument("--label", action="append", help="run only these classes")
     p.add_argument("--mode", choices=["per-process", "colocated"], default="per-process")
-    p.add_argument("--metrics-base-port", type=int, default=9400,
-                   help="aggregator serves metrics here, classifiers on the next ports "
-                   "(default 9400)")
+    p.add_argument(
+        "--metrics-base-port",
+        type=int,
+        default=9400,
+        help="aggregator serves metrics here, classifiers on the next ports (default 9400)",
+    )
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("lag-exporter", help="export consumer-group lag as Prometheus metrics")
@@ -189,23 +242,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     started = time.monotonic()
     manifests = train(read_dataset(args.data), args.out, args.label, options, n_jobs=args.jobs)
-    print(f"{'class':32} {'version':>7} {'train+':>6} {'precision':>9} {'recall':>6} "
-          f"{'f1':>6} {'pr_auc':>6} {'brier':>6}")
+    print(
+        f"{'class':32} {'version':>7} {'train+':>6} {'precision':>9} {'recall':>6} "
+        f"{'f1':>6} {'pr_auc':>6} {'brier':>6}"
+    )
     for m in manifests:
         x = m.metrics
-        print(f"{m.label[:32]:32} {m.version:>7} {m.training_data.positives:6d} "
-              f"{x['precision']:9.3f} {x['recall']:6.3f} {x['f1']:6.3f} "
-              f"{x.get('pr_auc', float('nan')):6.3f} {x['brier']:6.4f}")
-    print(f"wrote {len(manifests)} model(s) to {args.out} in {time.monotonic() - started:.1f}s "
-          f"(calibration {options.calibration}, class weight {options.class_weight}, "
-          f"seed {options.seed}); metrics on the held-out {options.test_size:.0%}")
+        print(
+            f"{m.label[:32]:32} {m.version:>7} {m.training_data.positives:6d} "
+            f"{x['precision']:9.3f} {x['recall']:6.3f} {x['f1']:6.3f} "
+            f"{x.get('pr_auc', float('nan')):6.3f} {x['brier']:6.4f}"
+        )
+    print(
+        f"wrote {len(manifests)} model(s) to {args.out} in {time.monotonic() - started:.1f}s "
+        f"(calibration {options.calibration}, class weight {options.class_weight}, "
+        f"seed {options.seed}); metrics on the held-out {options.test_size:.0%}"
+    )
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from consumers.evaluation import evaluate, format_report
 
-    evaluation = evaluate(args.models, args.data, args.threshold)
+    evaluation = evaluate(args.models, args.data, args.threshold, args.label)
     report = evaluation.summary
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     if args.report:
@@ -249,11 +308,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not labels:
         raise ArtifactError(f"{args.models}: no models; run `triage train` first")
     settings = settings_from(CommonSettings, args)
-    log.info("pipeline on %s: %d classifier(s), mode %s", kafka_clients.bootstrap(settings),
-             len(labels), args.mode)
+    log.info(
+        "pipeline on %s: %d classifier(s), mode %s",
+        kafka_clients.bootstrap(settings),
+        len(labels),
+        args.mode,
+    )
     kafka_clients.ensure_topics(settings)
-    children = supervisor.plan(args.models, labels, args.mode == "colocated",
-                               args.metrics_base_port)
+    children = supervisor.plan(
+        args.models, labels, args.mode == "colocated", args.metrics_base_port
+    )
     for line in supervisor.metrics_urls(children, settings.metrics_host):
         print(line, flush=True)
     return supervisor.supervise(children, stop_on_signals())
@@ -295,8 +359,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from triage.bench import bench, format_summary
 
-    report = bench(args.data, args.classes, args.messages, args.rate, args.mode, args.repeat,
-                   args.models)
+    report = bench(
+        args.data, args.classes, args.messages, args.rate, args.mode, args.repeat, args.models
+    )
     print(json.dumps(report, indent=2) if args.json else format_summary(report))
     return 0 if report["missing"] == 0 and report["duplicates"] == 0 else 1
 

@@ -159,10 +159,16 @@ def ensure_topics(settings: CommonSettings) -> None:
         name: {"num_partitions": parts, "replication_factor": rf}
         for name in (settings.texts, settings.scores, settings.labels, settings.dead_letters)
     }
-    wanted[settings.registry] = {"num_partitions": 1, "replication_factor": rf,
-                                 "configs": compacted}
-    wanted[settings.aggregator_state] = {"num_partitions": parts, "replication_factor": rf,
-                                         "configs": compacted}
+    wanted[settings.registry] = {
+        "num_partitions": 1,
+        "replication_factor": rf,
+        "configs": compacted,
+    }
+    wanted[settings.aggregator_state] = {
+        "num_partitions": parts,
+        "replication_factor": rf,
+        "configs": compacted,
+    }
     client = admin(settings)
     try:
         existing = set(client.list_topics())

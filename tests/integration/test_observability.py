@@ -94,9 +94,12 @@ def prometheus(tmp_path):
         )
         port = free_port()
         log = (tmp_path / "prometheus.log").open("ab")
-        argv = [tool("prometheus"), f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}"]
+        argv = [
+            tool("prometheus"),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ]
         started.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
         prom = Prometheus(port)
         wait_until(lambda: _ready(port), 30, "Prometheus to be ready")
@@ -146,12 +149,33 @@ def test_dashboard_queries_and_alerts_on_a_lagging_classifier(procs, demo_models
     lagging, live = labels[0], labels[1:]
     ports = {name: free_port() for name in ("aggregator", "live", "lagging", "lag")}
     models = str(demo_models)
-    procs.start("aggregator", "aggregate", "--join-timeout-s", "8",
-                "--metrics-port", str(ports["aggregator"]))
-    procs.start("live", "classifier", "--models", models, *sum((["--label", x] for x in live), []),
-                "--metrics-port", str(ports["live"]))
-    procs.start("lagging", "classifier", "--models", models, "--label", lagging,
-                "--metrics-port", str(ports["lagging"]))
+    procs.start(
+        "aggregator",
+        "aggregate",
+        "--join-timeout-s",
+        "8",
+        "--metrics-port",
+        str(ports["aggregator"]),
+    )
+    procs.start(
+        "live",
+        "classifier",
+        "--models",
+        models,
+        *sum((["--label", x] for x in live), []),
+        "--metrics-port",
+        str(ports["live"]),
+    )
+    procs.start(
+        "lagging",
+        "classifier",
+        "--models",
+        models,
+        "--label",
+        lagging,
+        "--metrics-port",
+        str(ports["lagging"]),
+    )
     procs.start("lag", "lag-exporter", "--interval-s", "1", "--metrics-port", str(ports["lag"]))
     prom = prometheus({
         "triage-aggregator": [ports["aggregator"]],
@@ -175,10 +199,15 @@ def test_dashboard_queries_and_alerts_on_a_lagging_classifier(procs, demo_models
     producer.close()
 
     rules = alert_rules()
-    assert set(rules) == {"TriageClassifierDown", "TriageConsumerLagGrowing",
-                          "TriagePartialResultsHigh", "TriageDeadLetters"}
-    firing = wait_until(lambda: (f := prom.firing()).keys() >= rules.keys() and f, 120,
-                        "every alert to fire")
+    assert set(rules) == {
+        "TriageClassifierDown",
+        "TriageConsumerLagGrowing",
+        "TriagePartialResultsHigh",
+        "TriageDeadLetters",
+    }
+    firing = wait_until(
+        lambda: (f := prom.firing()).keys() >= rules.keys() and f, 120, "every alert to fire"
+    )
     lagging_group = f"{settings.topic_prefix}triage-classifier-{lagging}"
     assert [a["consumergroup"] for a in firing["TriageConsumerLagGrowing"]] == [lagging_group]
     assert [a["instance"] for a in firing["TriageClassifierDown"]] == [
@@ -201,16 +230,25 @@ def test_dashboard_queries_and_alerts_on_a_lagging_classifier(procs, demo_models
     # 20 texts and the bad record, published without transactions: no commit markers.
     assert prom.value(f'sum(kafka_consumergroup_lag{{consumergroup="{lagging_group}"}})') == 21
 
-    check = subprocess.run([tool("promtool"), "check", "rules", str(ALERTS)],
-                           capture_output=True, text=True)
+    check = subprocess.run(
+        [tool("promtool"), "check", "rules", str(ALERTS)], capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_models_are_reported_with_their_versions(procs, demo_models):
     label = available_labels(demo_models)[0]
     port = free_port()
-    procs.start("one", "classifier", "--models", str(demo_models), "--label", label,
-                "--metrics-port", str(port))
+    procs.start(
+        "one",
+        "classifier",
+        "--models",
+        str(demo_models),
+        "--label",
+        label,
+        "--metrics-port",
+        str(port),
+    )
     manifest = json.loads((Path(demo_models) / label / "manifest.json").read_text())
 
     def scrape() -> str | None:

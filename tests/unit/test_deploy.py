@@ -25,8 +25,12 @@ DEPLOY = ROOT / "deploy"
 def compose(*args: str) -> str:
     tool = shutil.which("docker-compose")
     assert tool, "docker-compose is not installed: .ci/run installs Debian's docker-compose"
-    done = subprocess.run([tool, "-f", str(ROOT / "docker-compose.yml"), "config", *args],
-                          capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(
+        [tool, "-f", str(ROOT / "docker-compose.yml"), "config", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -41,11 +45,14 @@ def test_compose_file_is_valid_and_every_image_is_pinned():
 
 def test_compose_runs_every_demo_classifier_and_prometheus_scrapes_them():
     services = set(compose("--services").split())
-    classes = {line.rsplit(",", 1)[1].strip()
-               for line in (ROOT / "demo/data/train.csv").read_text().splitlines()[1:]}
+    classes = {
+        line.rsplit(",", 1)[1].strip()
+        for line in (ROOT / "demo/data/train.csv").read_text().splitlines()[1:]
+    }
     assert {"classifier-" + c.replace("_", "-") for c in classes} <= services
-    scraped = set(re.findall(r"^\s+- ([\w-]+):\d+$", (DEPLOY / "prometheus.yml").read_text(),
-                             re.MULTILINE))
+    scraped = set(
+        re.findall(r"^\s+- ([\w-]+):\d+$", (DEPLOY / "prometheus.yml").read_text(), re.MULTILINE)
+    )
     assert scraped == services - {"kafka", "topics", "prometheus", "grafana"}
 
 

@@ -85,6 +85,8 @@ def test_models_from_different_splits_are_refused_on_their_training_file(models,
     )
     with pytest.raises(DataError, match="different files or splits"):
         evaluate(mixed, TRAIN)
+    alone = evaluate(mixed, TRAIN, only=["pin_blocked"]).summary
+    assert alone["classes"] == 1 and alone["test_split"].endswith("(seed 8)")
 
 
 def test_report_is_one_page_with_every_plot_embedded(held_out, tmp_path):
@@ -101,3 +103,12 @@ def test_cli_evaluate_json(models, capsys):
     assert main(["evaluate", "--models", str(models), "--data", str(STREAM), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["test_rows"] == 150 and len(report["per_class"]) == 10
+
+
+def test_a_threshold_abstains_like_the_aggregator_and_leaves_calibration_alone(models, held_out):
+    strict = evaluate(models, TRAIN, threshold=0.9)
+    abstained = sum(p is None for p in strict.predicted)
+    assert abstained == int((held_out.confidence < 0.9).sum()) > 0
+    assert strict.summary["abstained"] == abstained
+    assert strict.summary["accuracy"] < held_out.summary["accuracy"]
+    assert strict.summary["ece"] == held_out.summary["ece"]

@@ -2,6 +2,7 @@
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from consumers.progress import ProgressBar
 from consumers.scoring import Scorer
 from consumers.training import DataError, Dataset, Options, train
 from triage.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TOPICS = {
     "card": ["my card never arrived", "card still not delivered", "where is my new card"],
@@ -146,3 +149,22 @@ def test_cli_train_prints_a_per_class_summary(tmp_path, capsys):
     assert "wrote 3 model(s)" in out and "calibration sigmoid" in out
     manifest = json.loads((tmp_path / "m" / "pin" / "manifest.json").read_text())
     assert manifest["params"]["seed"] == 3
+
+
+def test_featuriser_bytes_do_not_depend_on_the_process(tmp_path):
+    """Two runs, two processes, same data and seed: same featuriser sha256, so a class retrained
+    alone later still shares one featurisation per batch with the others."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pathlib import Path; from tests.unit.test_training import synthetic; "
+        "from consumers.training import train; out = Path(sys.argv[1]); "
+        "train(synthetic(out), out, n_jobs=1, progress=False)"
+    )
+    for run in ("a", "b"):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / run)], check=True, cwd=ROOT)
+    a = json.loads((tmp_path / "a" / "card" / "manifest.json").read_text())
+    b = json.loads((tmp_path / "b" / "card" / "manifest.json").read_text())
+    assert a["featurizer_sha256"] == b["featurizer_sha256"]
+    assert a["sha256"] == b["sha256"]
