@@ -21,7 +21,7 @@ from consumers.training import read_dataset, train
 from producer.publisher import Publisher
 from schemas.models import TextRecord
 from triage import kafka_clients, kafka_local
-from triage.registry import RegistryReader
+from triage.registry import wait_for_classifiers
 from triage.results import read_labels
 from triage.settings import CommonSettings, ProducerSettings
 
@@ -60,7 +60,8 @@ def run_demo() -> int:
     kafka_clients.ensure_topics(settings)
     up = subprocess.Popen([sys.executable, "-m", "triage.cli", "up", "--models", str(models)])
     try:
-        wait_for_registry(settings, set(labels))
+        wait_for_classifiers(settings, set(labels), timeout_s=120)
+        log.info("all %d classifiers announced on the registry", len(labels))
         stream = list(csv.DictReader((DATA / "stream.csv").open(encoding="utf-8")))
         records = [TextRecord(id=f"demo-{i:04d}", text=row["text"]) for i, row in enumerate(stream)]
         truth = {r.id: row["category"] for r, row in zip(records, stream, strict=True)}
@@ -72,19 +73,6 @@ def run_demo() -> int:
         up.send_signal(signal.SIGTERM)
         up.wait(timeout=30)
     return report(records, truth, results)
-
-
-def wait_for_registry(settings: CommonSettings, labels: set[str], timeout_s: float = 120) -> None:
-    reader = RegistryReader(settings)
-    deadline = time.monotonic() + timeout_s
-    try:
-        while not labels <= set(reader.view.entries()):
-            if time.monotonic() > deadline:
-                raise SystemExit("demo: classifiers did not announce themselves in time")
-            reader.poll(timeout_ms=500)
-    finally:
-        reader.close()
-    log.info("all %d classifiers announced on the registry", len(labels))
 
 
 def collect(settings: CommonSettings, ids: set[str], timeout_s: float) -> dict:

@@ -32,6 +32,7 @@ from producer.publisher import Publisher
 from schemas.codec import Rejected, decode_label
 from schemas.models import TextRecord
 from triage import kafka_clients, kafka_local, supervisor
+from triage.registry import wait_for_classifiers
 from triage.settings import CommonSettings, ProducerSettings
 
 log = logging.getLogger(__name__)
@@ -192,7 +193,7 @@ def run_once(
     for child in children:
         child.start()
     try:
-        _wait_for_registry(settings, set(labels))
+        wait_for_classifiers(settings, set(labels), timeout_s=180)
         records = [TextRecord(id=f"b{i:07d}", text=t) for i, t in enumerate(texts)]
         collector = ResultCollector(settings, len(records))
         collector.start()
@@ -251,20 +252,6 @@ def _publish(records: list[TextRecord], rate: float | None) -> None:
             if delay > 0:
                 time.sleep(delay)
             publisher.publish(records[i : i + chunk])
-
-
-def _wait_for_registry(settings: CommonSettings, labels: set[str], timeout_s: float = 180) -> None:
-    from triage.registry import RegistryReader
-
-    reader = RegistryReader(settings)
-    deadline = time.monotonic() + timeout_s
-    try:
-        while not labels <= set(reader.view.entries()):
-            if time.monotonic() > deadline:
-                raise RuntimeError("bench: classifiers did not announce themselves in time")
-            reader.poll(timeout_ms=300)
-    finally:
-        reader.close()
 
 
 def bench(

@@ -67,3 +67,17 @@ class RegistryReader:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def wait_for_classifiers(settings: CommonSettings, labels: set[str], timeout_s: float) -> None:
+    """Block until every class in `labels` has announced itself; TimeoutError names the absent."""
+    reader = RegistryReader(settings)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not labels <= reader.view.entries().keys():
+            if time.monotonic() > deadline:
+                absent = sorted(labels - reader.view.entries().keys())
+                raise TimeoutError(f"classifiers not announced after {timeout_s:.0f}s: {absent}")
+            reader.poll(timeout_ms=300)
+    finally:
+        reader.close()

@@ -19,7 +19,7 @@ import pytest
 
 from consumers.training import read_dataset, train
 from triage import kafka_clients, kafka_local
-from triage.registry import RegistryReader
+from triage.registry import wait_for_classifiers
 from triage.settings import CommonSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,16 +99,7 @@ def procs(env, tmp_path) -> Iterator[Processes]:
 
 
 def wait_for_registry(labels: set[str], timeout_s: float = 60) -> None:
-    reader = RegistryReader(CommonSettings())
-    deadline = time.monotonic() + timeout_s
-    try:
-        while not labels <= set(reader.view.entries()):
-            assert time.monotonic() < deadline, (
-                f"registry lacks {labels - set(reader.view.entries())}"
-            )
-            reader.poll(timeout_ms=300)
-    finally:
-        reader.close()
+    wait_for_classifiers(CommonSettings(), labels, timeout_s)
 
 
 def wait_until(condition, timeout_s: float, what: str, interval: float = 0.5):

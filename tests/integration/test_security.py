@@ -32,7 +32,7 @@ from consumers.training import read_dataset
 from producer.publisher import Publisher
 from schemas.models import TextRecord
 from triage import acls, kafka_clients, kafka_local, kafka_secure
-from triage.registry import RegistryReader
+from triage.registry import wait_for_classifiers
 from triage.results import read_dead_letters, read_labels
 from triage.settings import CommonSettings, ProducerSettings
 
@@ -131,14 +131,7 @@ def stream_records(n: int) -> list[TextRecord]:
 
 
 def wait_for_registry(settings: CommonSettings, labels: set[str], timeout_s: float = 60) -> None:
-    reader = RegistryReader(settings)
-    deadline = time.monotonic() + timeout_s
-    try:
-        while not labels <= set(reader.view.entries()):
-            assert time.monotonic() < deadline, f"registry lacks {labels}"
-            reader.poll(timeout_ms=300)
-    finally:
-        reader.close()
+    wait_for_classifiers(settings, labels, timeout_s)
 
 
 # --- the whole pipeline ----------------------------------------------------------------
