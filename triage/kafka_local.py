@@ -312,9 +312,11 @@ def start_node(state_dir: Path, node_id: int, timeout_s: float = 120) -> None:
 
 
 def leader_of(bootstrap: str, topic: str, partition: int) -> int:
-    """Node id leading ``topic``/``partition`` as the cluster reports it now; -1 if leaderless."""
-    with _admin(bootstrap, timeout_s=30) as admin:
-        described = admin.describe_topics([topic])
+    """Node id leading ``topic``/``partition`` as the cluster reports it now; -1 if leaderless.
+
+    Asks each bootstrap server in turn: in a fault test some of them are down on purpose.
+    """
+    described = _describe_from_any(bootstrap.split(","), topic)
     for info in described:
         if info["name"] != topic:
             continue
@@ -329,6 +331,17 @@ def leader_of(bootstrap: str, topic: str, partition: int) -> int:
 
 
 # --- starting ---------------------------------------------------------------------------
+
+
+def _describe_from_any(servers: list[str], topic: str) -> list[dict[str, Any]]:
+    last: Exception | None = None
+    for server in servers:
+        try:
+            with _admin(server, timeout_s=15) as admin:
+                return admin.describe_topics([topic])
+        except (OSError, KafkaError, LocalKafkaError) as exc:
+            last = exc
+    raise LocalKafkaError(f"no server of {','.join(servers)} answered: {last}")
 
 
 def _start_fresh(
