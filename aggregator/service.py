@@ -24,7 +24,14 @@ from schemas.models import DeadLetter, JoinState, LabelRecord, ScoreRecord
 from triage import kafka_clients, metrics
 from triage.registry import RegistryReader
 from triage.settings import AggregatorSettings
-from triage.streaming import Output, commit_batch, next_offsets, run_sessions
+from triage.streaming import (
+    Output,
+    PositionWatch,
+    commit_batch,
+    next_offsets,
+    release_stale_offsets,
+    run_sessions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,7 @@ class Aggregator:
         # What the current batch decided, counted in the metrics once its transaction commits.
         self._results: list[LabelRecord] = []
         self._dead_reasons: list[str] = []
+        self._positions = PositionWatch()
         metrics.start_aggregator_series()
 
     def run(self, stop: threading.Event) -> None:
@@ -65,15 +73,15 @@ class Aggregator:
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
         )
-        kafka_clients.subscribe(consumer, s.scores, _Rebalance(self))
-        log.info("aggregator %s joined group %s", self.instance_id, self.group_id)
+        self._positions = PositionWatch()
         try:
+            release_stale_offsets(producer, self.group_id)
+            kafka_clients.subscribe(consumer, s.scores, _Rebalance(self))
+            log.info("aggregator %s joined group %s", self.instance_id, self.group_id)
             while not stop.is_set():
                 self._step(consumer, producer, registry)
         finally:
-            consumer.close()
-            producer.close(timeout=5)
-            registry.close()
+            kafka_clients.close_quietly(consumer, producer, registry)
             self.tables.clear()
 
     def _step(self, consumer: KafkaConsumer, producer, registry: RegistryReader) -> None:
@@ -81,6 +89,8 @@ class Aggregator:
         self._results, self._dead_reasons = [], []
         registry.poll()
         batches = consumer.poll(timeout_ms=self.settings.poll_timeout_ms)
+        if not batches:
+            self._positions.check(consumer)
         decoded = {tp: [(r, decode_score(r.value)) for r in rs] for tp, rs in batches.items()}
         if self._has_unknown_classifiers(decoded):
             registry.catch_up()  # an announcement may have landed after our last read

@@ -24,7 +24,14 @@ from schemas.models import Announcement, ClassifierMode, Refusal, ScoreRecord
 from triage import kafka_clients, metrics
 from triage.registry import RegistryReader
 from triage.settings import ClassifierSettings
-from triage.streaming import Output, commit_batch, next_offsets, run_sessions
+from triage.streaming import (
+    Output,
+    PositionWatch,
+    commit_batch,
+    next_offsets,
+    release_stale_offsets,
+    run_sessions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,7 @@ class ClassifierUnit:
         self.versions = {m.label: m.version for m in models}
         self.since: dict[str, int] = {}
         self._last_heartbeat = 0.0
+        self._positions = PositionWatch()
         for model in models:
             metrics.MODEL_INFO.labels(model.label, model.version).set(1)
 
@@ -80,7 +88,9 @@ class ClassifierUnit:
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
         )
+        self._positions = PositionWatch()
         try:
+            release_stale_offsets(producer, self.group_id)
             self._announce(producer)
             kafka_clients.subscribe(consumer, s.texts)
             log.info(
@@ -89,11 +99,12 @@ class ClassifierUnit:
             while not stop.is_set():
                 self._step(consumer, producer)
         finally:
-            consumer.close()
-            producer.close(timeout=5)
+            kafka_clients.close_quietly(consumer, producer)
 
     def _step(self, consumer: KafkaConsumer, producer: KafkaProducer) -> None:
         batches = consumer.poll(timeout_ms=self.settings.poll_timeout_ms)
+        if not batches:
+            self._positions.check(consumer)
         outputs = [out for tp, records in batches.items() for out in self._score(tp, records)]
         if time.monotonic() - self._last_heartbeat > self.settings.heartbeat_s:
             outputs += self._announcements()

@@ -110,13 +110,46 @@ def transactional_producer(
     try:
         prod.init_transactions()
     except KafkaError as exc:
-        prod.close(timeout=1)
+        close_producer(prod, timeout_s=1)
         if security.is_security_error(exc):
             # kafka-python's error does not say which id: name it, and who was refused.
             line = security.describe(exc, settings, resource=repr(transactional_id))
             raise security.SecurityError(line) from None
         raise
     return prod
+
+
+def close_producer(producer: KafkaProducer, timeout_s: float = 5.0) -> None:
+    """Close `producer`; when its pending requests cannot finish, stop its I/O thread anyway.
+
+    kafka-python's close() flushes first and raises when the flush times out, before it stops
+    the sender thread. A sender left running after its session ended keeps retrying that
+    session's requests behind the back of the next session's producer.
+    """
+    try:
+        producer.close(timeout=timeout_s)
+        return
+    except KafkaError as exc:
+        log.warning(
+            "producer did not close in %.0fs (%r): dropping what it had not sent", timeout_s, exc
+        )
+    sender = producer._sender
+    if sender is not None:
+        sender.force_close()
+        sender.join(timeout_s)
+    producer._closed = True  # its __del__ must not try (and fail) to flush again
+
+
+def close_quietly(*clients: Any) -> None:
+    """Close every client of an ending session; one failing close must not skip the others."""
+    for client in clients:
+        try:
+            if isinstance(client, KafkaProducer):
+                close_producer(client)
+            else:
+                client.close()
+        except Exception as exc:  # the session is over either way; say so and go on
+            log.warning("closing %s failed: %r", type(client).__name__, exc)
 
 
 class _Consumer(KafkaConsumer):

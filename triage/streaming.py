@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, KafkaTimeoutError
-from kafka.structs import OffsetAndMetadata
+from kafka.structs import ConsumerGroupMetadata, OffsetAndMetadata
 
 from triage import security
 from triage.security import SecurityError
@@ -77,6 +77,30 @@ def commit_batch(
         raise
 
 
+def release_stale_offsets(
+    producer: KafkaProducer, group_id: str, timeout_s: float = TRANSACTION_STEP_TIMEOUT_S
+) -> None:
+    """Abort one empty transaction that holds `group_id`'s offsets, before consuming.
+
+    The abort marker this transactional id writes to the group's offsets partition discards
+    any offset commit a previous session of the same id left pending there. Across a broker
+    restart such a commit can outlive its transaction; the group's next consumer then waits on
+    UNSTABLE_OFFSET_COMMIT for as long as it stays, and nothing else clears it.
+    """
+    producer.begin_transaction()
+    try:
+        _await(
+            producer,
+            producer._transaction_manager.send_offsets_to_transaction(
+                {}, ConsumerGroupMetadata(group_id, -1, "", None)
+            ),
+            "adding the group's offsets to the transaction",
+            timeout_s,
+        )
+    finally:
+        _await(producer, producer._transaction_manager.begin_abort(), "aborting", timeout_s)
+
+
 def _await(producer: KafkaProducer, result, what: str, timeout_s: float) -> None:
     producer._sender.wakeup()
     if not result.wait(timeout_ms=timeout_s * 1000):
@@ -88,6 +112,33 @@ def _abort_quietly(producer: KafkaProducer) -> None:
         _await(producer, producer._transaction_manager.begin_abort(), "aborting", 5)
     except Exception as exc:  # the session is ending anyway; the broker times it out
         log.debug("abort after failure also failed: %s", exc)
+
+
+class PositionWatch:
+    """Ends a session whose consumer has gone `limit_s` without a start position somewhere.
+
+    kafka-python retries an offset fetch that keeps failing (UNSTABLE_OFFSET_COMMIT, for one)
+    silently and forever; a new session releases stale offsets first and asks again.
+    """
+
+    def __init__(self, limit_s: float = 60.0) -> None:
+        self.limit_s = limit_s
+        self._since: float | None = None
+
+    def check(self, consumer: KafkaConsumer) -> None:
+        missing = consumer._subscription.missing_fetch_positions()
+        if not missing:
+            self._since = None
+            return
+        now = time.monotonic()
+        if self._since is None:
+            self._since = now
+        elif now - self._since > self.limit_s:
+            names = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(missing))
+            raise KafkaTimeoutError(
+                f"no start position for {names} after {self.limit_s:.0f}s"
+                " (is a committed offset stuck unstable?)"
+            )
 
 
 def stop_on_signals() -> threading.Event:

@@ -2,17 +2,21 @@
 
 A classifier unit is stopped mid-run (a lagging classifier) and a bad record is published, so
 every alert has a reason to fire. Prometheus scrapes every 1s and evaluates a copy of
-`deploy/alerts.yml` with `for: 0s` every 1s; every dashboard query must return a value.
+`deploy/alerts.yml` with `for: 0s` every 1s; every dashboard query must return a value, and
+every panel drawn by `triage.dashboard_render` must have data. With `TRIAGE_DASHBOARD_PNG=PATH`
+set, that drawing of the test's window is also written to PATH (how docs/dashboard.png is made).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 import socket
 import subprocess
+import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -25,6 +29,7 @@ from consumers.training import read_dataset
 from producer.publisher import Publisher
 from schemas.models import TextRecord
 from triage import kafka_clients
+from triage.dashboard_render import render
 from triage.settings import CommonSettings
 
 pytestmark = pytest.mark.integration
@@ -47,7 +52,8 @@ def tool(name: str) -> str:
 
 class Prometheus:
     def __init__(self, port: int) -> None:
-        self.base = f"http://127.0.0.1:{port}/api/v1/"
+        self.url = f"http://127.0.0.1:{port}"
+        self.base = f"{self.url}/api/v1/"
 
     def get(self, path: str, **params: str):
         url = self.base + path + ("?" + urllib.parse.urlencode(params) if params else "")
@@ -144,7 +150,9 @@ def texts(prefix: str, n: int) -> list[TextRecord]:
     return [TextRecord(id=f"{prefix}{i:03d}", text=t) for i, t in enumerate(data.texts[:n])]
 
 
-def test_dashboard_queries_and_alerts_on_a_lagging_classifier(procs, demo_models, prometheus):
+def test_dashboard_queries_and_alerts_on_a_lagging_classifier(
+    procs, demo_models, prometheus, tmp_path
+):
     labels = available_labels(demo_models)
     lagging, live = labels[0], labels[1:]
     ports = {name: free_port() for name in ("aggregator", "live", "lagging", "lag")}
@@ -182,6 +190,10 @@ def test_dashboard_queries_and_alerts_on_a_lagging_classifier(procs, demo_models
         "triage-classifier": [ports["live"], ports["lagging"]],
         "triage-lag-exporter": [ports["lag"]],
     })  # fmt: skip
+    # Prometheus' first scrapes come seconds after it is ready: counted before them, the first
+    # results would never show in a rate().
+    wait_until(lambda: prom.value("count(up == 1)") == 4, 30, "Prometheus to scrape every target")
+    window_start = time.time()
     wait_for_registry(set(labels))
 
     with Publisher() as publisher:
@@ -234,6 +246,15 @@ def test_dashboard_queries_and_alerts_on_a_lagging_classifier(procs, demo_models
         [tool("promtool"), "check", "rules", str(ALERTS)], capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+    # The dashboard drawn from this run: one subplot per panel, every panel with data.
+    png = tmp_path / "dashboard.png"
+    panels = render(prom.url, DASHBOARD, png, window_start, time.time(), step=1)
+    assert len(panels) == len(json.loads(DASHBOARD.read_text())["panels"])
+    assert [p.title for p in panels if not p.has_data] == []
+    assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 10_000
+    if out := os.environ.get("TRIAGE_DASHBOARD_PNG"):
+        shutil.copyfile(png, out)
 
 
 def test_models_are_reported_with_their_versions(procs, demo_models):
