@@ -26,3 +26,12 @@ def decide(scores: Mapping[str, float], threshold: float = 0.0) -> Decision:
     if probability < threshold:
         return Decision(None, probability)
     return Decision(label, probability)
+
+
+def would_change_winner(
+    votes: Mapping[str, float], label: str, probability: float, threshold: float = 0.0
+) -> bool:
+    """Whether `label` voting with `probability` (replacing its vote, or added) changes the
+    winner of `votes`: how a shadow version is judged before it is promoted."""
+    actual = decide(votes, threshold).label
+    return decide({**votes, label: probability}, threshold).label != actual

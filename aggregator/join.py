@@ -1,8 +1,13 @@
 """The keyed join: scores of one message, from many classifiers, into one decision.
 
-A `JoinTable` holds the joins of one scores partition. A join is decided as soon as every
-classifier the registry expects for that text has answered, or when its wall-clock timeout
-passes (then `complete` is false and `missing` names the silent classifiers). After a decision
+A `JoinTable` holds the joins of one scores partition. A join keeps every score it receives
+under `<label>@<version>`, and is decided as soon as every voter the registry names for that
+text (class and version, `RegistryView.voters_for`) has answered, or when its wall-clock
+timeout passes (then `complete` is false and `missing` names the silent classes). Which scores
+vote is settled only at the decision, from the registry as it is then: a score whose version is
+the class's voting version votes, any other score of a live class is a shadow score, and a
+retired class is named nowhere. So a promote, a version running beside the voter, or a retire
+while joins are pending all come out right, also after a changelog round trip. After a decision
 only a marker stays, for the dedupe horizon, so a late or duplicate score never yields a second
 result; scores of texts older than the horizon that are not pending are dropped as stale.
 Every change is recorded in `changes` for the changelog the service writes in its transaction.
@@ -15,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from aggregator.decision import decide
-from aggregator.registry import RegistryView
+from aggregator.registry import RegistryView, Voters
 from schemas.models import JoinState, LabelRecord, Refusal, ScoreRecord
 
 
@@ -37,9 +42,7 @@ class Join:
     id: str
     text_timestamp_ms: int
     first_seen_ms: int
-    scores: dict[str, float]
-    shadow: dict[str, float]
-    versions: dict[str, str]
+    scores: dict[str, float]  # `<label>@<version>` → probability, every score received
 
     def to_state(self) -> JoinState:
         return JoinState(
@@ -47,20 +50,11 @@ class Join:
             text_timestamp_ms=self.text_timestamp_ms,
             first_seen_ms=self.first_seen_ms,
             scores=self.scores,
-            shadow=self.shadow,
-            versions=self.versions,
         )
 
     @classmethod
     def from_state(cls, state: JoinState) -> Join:
-        return cls(
-            state.id,
-            state.text_timestamp_ms,
-            state.first_seen_ms,
-            dict(state.scores),
-            dict(state.shadow),
-            dict(state.versions),
-        )
+        return cls(state.id, state.text_timestamp_ms, state.first_seen_ms, dict(state.scores))
 
 
 class JoinTable:
@@ -94,7 +88,7 @@ class JoinTable:
             self._mark_decided(score.id, now_ms)
             return [Refused(score.id, score.refusal)]
         state = self._merge(state, score, now_ms)
-        if not self._missing(state):
+        if not self._incomplete(state):
             return [self._decide(state, now_ms)]
         self.pending[score.id] = state
         self.changes[score.id] = state
@@ -102,21 +96,20 @@ class JoinTable:
 
     def _merge(self, state: Join | None, score: ScoreRecord, now_ms: int) -> Join:
         if state is None:
-            state = Join(score.id, score.text_timestamp_ms, now_ms, {}, {}, {})
-        known = score.scores
-        if not all(self.registry.knows(k) for k in known):
-            known = {k: v for k, v in known.items() if self.registry.knows(k)}
-            self.counts["unknown_classifier_scores"] += len(score.scores) - len(known)
-        # The first score of a classifier for a message wins: a duplicate changes nothing.
-        for label, probability in known.items():
-            if label in state.scores:
+            state = Join(score.id, score.text_timestamp_ms, now_ms, {})
+        registry = self.registry
+        versions = score.versions
+        # The first score of a classifier version for a message wins: a duplicate changes nothing.
+        for label, probability in score.scores.items():
+            if not registry.live(label):
+                reason = "retired_scores" if registry.knows(label) else "unknown_classifier_scores"
+                self.counts[reason] += 1
+                continue
+            key = f"{label}@{versions.get(label, '')}"
+            if key in state.scores:
                 self.counts["duplicate_scores"] += 1
             else:
-                state.scores[label] = probability
-        for label, probability in score.shadow.items():
-            state.shadow.setdefault(label, probability)
-        for label, version in score.versions.items():
-            state.versions.setdefault(label, version)
+                state.scores[key] = probability
         return state
 
     # -- clocks and registry changes -----------------------------------------------------
@@ -141,7 +134,7 @@ class JoinTable:
 
     def recheck(self, now_ms: int) -> list[Outcome]:
         """After a registry change (e.g. a retired class), decide joins now complete."""
-        ready = [s for s in self.pending.values() if not self._missing(s)]
+        ready = [s for s in self.pending.values() if not self._incomplete(s)]
         return [self._decide(state, now_ms) for state in ready]
 
     # -- changelog -----------------------------------------------------------------------
@@ -162,26 +155,24 @@ class JoinTable:
         return {message_id: _as_state(message_id, change) for message_id, change in changes.items()}
 
     # -- decisions -----------------------------------------------------------------------
-    def _missing(self, state: Join) -> list[str]:
-        expected = self.registry.expected_for(state.text_timestamp_ms)
-        return sorted(expected - state.scores.keys())
+    def _incomplete(self, state: Join) -> bool:
+        voters = self.registry.voters_for(state.text_timestamp_ms)
+        return not state.scores.keys() >= voters.keys
 
     def _decide(self, state: Join, now_ms: int) -> LabelRecord:
-        expected = self.registry.expected_for(state.text_timestamp_ms)
-        voting = {k: v for k, v in state.scores.items() if k in expected}
-        shadow = dict(state.shadow)
-        shadow.update({k: v for k, v in state.scores.items() if k not in expected})
-        decision = decide(voting, self.threshold)
-        missing = sorted(expected - voting.keys())
+        voters = self.registry.voters_for(state.text_timestamp_ms)
+        votes, shadow = _route(state.scores, voters, self.registry)
+        decision = decide(votes, self.threshold)
+        missing = sorted(voters.versions.keys() - votes.keys())
         self._mark_decided(state.id, now_ms)
         return LabelRecord.model_construct(
             id=state.id,
             label=decision.label,
             probability=decision.probability,
-            scores=voting,
+            scores=votes,
             complete=not missing,
             missing=missing,
-            versions={k: state.versions.get(k, "") for k in voting},
+            versions={label: voters.versions[label] for label in votes},
             shadow_scores=shadow,
             text_timestamp_ms=state.text_timestamp_ms,
             decided_at_ms=now_ms,
@@ -205,7 +196,21 @@ def _as_state(message_id: str, change: Join | int | None) -> JoinState | None:
         text_timestamp_ms=0,
         first_seen_ms=0,
         scores={},
-        shadow={},
-        versions={},
         decided_at_ms=change,
     )
+
+
+def _route(
+    scores: dict[str, float], voters: Voters, registry: RegistryView
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Split a join's scores into votes (class → probability) and shadow scores (by key)."""
+    votes: dict[str, float] = {}
+    shadow: dict[str, float] = {}
+    for key, probability in scores.items():
+        if key in voters.keys:
+            votes[key.partition("@")[0]] = probability
+        else:
+            label, _, version = key.partition("@")
+            if registry.shadows(label, version):
+                shadow[key] = probability
+    return votes, shadow

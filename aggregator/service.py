@@ -97,6 +97,7 @@ class Aggregator:
         now = now_ms()
         outputs: list[Output] = []
         if self.view.revision != revision:
+            log.info("registry changed: re-checking pending joins")
             for table in self.tables.values():
                 outputs += self._outputs(table.recheck(now))
         for tp, pairs in decoded.items():
@@ -117,6 +118,7 @@ class Aggregator:
     def _count(self, batches: dict, outputs: list[Output]) -> None:
         metrics.count_batch("aggregator", batches, outputs)
         metrics.count_results(self._results)
+        metrics.count_shadow(self._results, self.settings.threshold)
         metrics.count_dead_letters(self._dead_reasons)
         for table in self.tables.values():
             metrics.count_join_events(table.counts)

@@ -1,11 +1,19 @@
 """`triage classifier`: consume texts, score them, publish scores, exactly once.
 
 One process hosts one or more classifiers as one unit: one consumer group, one transaction
-per polled batch, one score record per text carrying every hosted class. A unit of a single
-class uses the group `triage-classifier-<class>`, so every class reads every text on its own.
-Bad input is not an exception here: a text that cannot be decoded becomes a score record with a
-`refusal`, which the aggregator turns into exactly one dead-letter record (every classifier
-reads the same bad record; only the first refusal counts).
+per polled batch, one score record per text carrying every hosted class and its version. A
+unit of a single class uses the group `triage-classifier-<class>`, so every class reads every
+text on its own; started with `--shadow` it uses `triage-classifier-<class>-v<version>`, so a
+new version reads every text beside the current one, and with `--backfill`, that name plus
+`-backfill`, from the earliest retained text. The process does not decide whether its scores
+vote: the registry's class records do (`aggregator/registry.py`). At start it announces every
+hosted version (`<label>@<version>`) and, when started in voting mode for a class that has no
+class record or another voter, and not merely restarted, makes its version the voter from
+`switch_delay_s` on (a new class, or a roll without shadow). A version demoted by a promote
+keeps running as a shadow across restarts until it is stopped. Bad input is not an exception
+here: a text that cannot be decoded becomes a score record with a `refusal`, which the
+aggregator turns into exactly one dead-letter record (every classifier reads the same bad
+record; only the first refusal counts).
 """
 
 from __future__ import annotations
@@ -17,13 +25,21 @@ import time
 
 from kafka import KafkaConsumer, KafkaProducer
 
+from aggregator.registry import RegistryView
 from consumers.artifacts import LoadedModel
 from consumers.scoring import Scorer
 from schemas.codec import Rejected, b64, decode_text, encode
 from schemas.models import Announcement, ClassifierMode, Refusal, ScoreRecord
 from triage import kafka_clients, metrics
-from triage.registry import RegistryReader
-from triage.settings import ClassifierSettings
+from triage.registry import (
+    announcement_key,
+    claim_votes,
+    class_output,
+    read_registry,
+    voter_records,
+    when,
+)
+from triage.settings import ClassifierSettings, ConfigError
 from triage.streaming import (
     Output,
     PositionWatch,
@@ -43,6 +59,18 @@ def unit_name(labels: list[str]) -> str:
     return f"colocated-{digest}"
 
 
+def default_group(models: list[LoadedModel], mode: ClassifierMode, backfill: bool) -> str:
+    """`triage-classifier-<unit>`; a shadow unit's name includes its versions, so it never
+    shares a group (and its texts) with the version that votes."""
+    if mode is ClassifierMode.VOTING:
+        return f"triage-classifier-{unit_name([m.label for m in models])}"
+    if len(models) == 1:
+        name = f"{models[0].label}-v{models[0].version}"
+    else:
+        name = unit_name([f"{m.label}@{m.version}" for m in models])
+    return f"triage-classifier-{name}" + ("-backfill" if backfill else "")
+
+
 class ClassifierUnit:
     def __init__(
         self,
@@ -50,12 +78,13 @@ class ClassifierUnit:
         models: list[LoadedModel],
         mode: ClassifierMode = ClassifierMode.VOTING,
         group: str | None = None,
+        backfill: bool = False,
     ) -> None:
         self.settings = settings
         self.scorer = Scorer(models)
         self.models = models
-        self.mode = mode
-        self.group_id = settings.group(group or f"triage-classifier-{unit_name(self.labels)}")
+        self.mode = ClassifierMode.SHADOW if backfill else mode
+        self.group_id = settings.group(group or default_group(models, self.mode, backfill))
         self.versions = {m.label: m.version for m in models}
         self.since: dict[str, int] = {}
         self._last_heartbeat = 0.0
@@ -131,14 +160,12 @@ class ClassifierUnit:
         return outputs
 
     def _score_output(self, message_id: str, record, scores: dict[str, float]) -> Output:
-        voting = self.mode is ClassifierMode.VOTING
         # Our own freshly computed values: constructed without re-validation (hot path).
         score = ScoreRecord.model_construct(
             schema_version=1,
             id=message_id,
             text_timestamp_ms=record.timestamp,
-            scores=scores if voting else {},
-            shadow={} if voting else scores,
+            scores=scores,
             versions=self.versions,
             refusal=None,
             instance=self.settings.instance_id,
@@ -168,20 +195,49 @@ class ClassifierUnit:
 
     # -- registry ----------------------------------------------------------------------------
     def _announce(self, producer: KafkaProducer) -> None:
-        """Announce every hosted class, keeping `since` when this version already served."""
-        reader = RegistryReader(self.settings)
-        try:
-            reader.catch_up()
-            entries = reader.view.entries()
-        finally:
-            reader.close()
+        """Announce every hosted version, keeping `since` when this version already served, and
+        claim the vote where this start (not a restart) asks for it."""
+        s = self.settings
+        view = read_registry(s)
+        self._refuse_shared_group(view)
         now = int(time.time() * 1000)
+        claims = {}
         for model in self.models:
-            known = entries.get(model.label)
-            same = known is not None and known.version == model.version and known.mode == self.mode
-            self.since[model.label] = known.since_ms if same and known else now
-        commit_batch(producer, None, self._announcements(), {})
+            known = view.announcement(model.label, model.version)
+            self.since[model.label] = known.since_ms if known else now
+            # A restart of a version that was voting must not take the vote back from a
+            # version promoted meanwhile; a first start, or one out of shadow, claims it.
+            restarted = known is not None and known.mode is ClassifierMode.VOTING
+            unclaimed = view.class_record(model.label) is None
+            if self.mode is ClassifierMode.VOTING and (unclaimed or not restarted):
+                claims[model.label] = model.version
+        records = voter_records(view, claims, now + int(s.switch_delay_s * 1000))
+        classes = [class_output(s, record, label) for label, record in records.items()]
+        commit_batch(producer, None, self._announcements() + classes, {})
+        for label, record in records.items():
+            span = record.voting[-1]
+            log.info("%s@%s votes on texts from %s", label, span.version, when(span.since_ms))
+        claim_votes(
+            s, records, lambda outputs: commit_batch(producer, None, outputs, {}), s.switch_delay_s
+        )
         log.info("announced %s as %s", ", ".join(self.labels), self.mode.value)
+
+    def _refuse_shared_group(self, view: RegistryView) -> None:
+        """Two versions of a class in one group would each score only part of the texts."""
+        others = [
+            a
+            for (label, version), a in view.announcements().items()
+            if a.group_id == self.group_id
+            and self.versions.get(label, version) != version
+            and not view.retired(label, version)
+        ]
+        if others and kafka_clients.group_has_members(self.settings, self.group_id):
+            a = others[0]
+            raise ConfigError(
+                f"{a.label}@{a.version} is running in consumer group {a.group_id} "
+                f"(instance {a.instance}); stop it first, or start this version with "
+                "--shadow (a group of its own) or --group"
+            )
 
     def _announcements(self) -> list[Output]:
         self._last_heartbeat = time.monotonic()
@@ -189,7 +245,7 @@ class ClassifierUnit:
         return [
             Output(
                 self.settings.registry,
-                model.label.encode(),
+                announcement_key(model.label, model.version),
                 encode(
                     Announcement(
                         label=model.label,

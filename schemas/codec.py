@@ -14,7 +14,14 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from schemas.models import SCHEMA_VERSION, Announcement, LabelRecord, ScoreRecord, TextRecord
+from schemas.models import (
+    SCHEMA_VERSION,
+    Announcement,
+    ClassRecord,
+    LabelRecord,
+    ScoreRecord,
+    TextRecord,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -168,6 +175,21 @@ def decode_score(value: bytes | None, max_bytes: int = 1024 * 1024) -> ScoreReco
 
 def decode_announcement(value: bytes | None) -> Announcement | Rejected:
     return _decode_model(Announcement, value, 64 * 1024)
+
+
+def decode_class_record(value: bytes | None) -> ClassRecord | Rejected:
+    return _decode_model(ClassRecord, value, 1024 * 1024)
+
+
+def registry_key(label: str, version: str | None = None) -> str:
+    """`<label>` keys a class record, `<label>@<version>` a running version's announcement."""
+    return label if version is None else f"{label}@{version}"
+
+
+def parse_registry_key(key: str) -> tuple[str, str | None]:
+    """(label, version) of an announcement key, (label, None) of a class record key."""
+    label, at, version = key.partition("@")
+    return label, (version if at else None)
 
 
 def decode_label(value: bytes | None) -> LabelRecord | Rejected:

@@ -46,17 +46,18 @@ class ScoreRecord(_Contract):
     """Scores of one message from one classifier process, on the `scores` topic.
 
     A process hosting several co-located classifiers sends one record carrying all of their
-    classes: `scores` (voting) and `shadow` map class → probability, `versions` class → model
-    version. Flat maps on purpose: they decode several times faster than nested objects.
-    A record either carries `scores` or, when the input could not be used, a `refusal`
-    that the aggregator turns into exactly one dead-letter record.
+    classes: `scores` maps class → probability and `versions` class → model version. Whether a
+    score votes is not the process's call: the aggregator decides it from the registry's class
+    records (a score votes when its version is the class's voting version for the text's
+    timestamp; otherwise it is a shadow score). Flat maps on purpose: they decode several times
+    faster than nested objects. A record either carries `scores` or, when the input could not
+    be used, a `refusal` that the aggregator turns into exactly one dead-letter record.
     """
 
     schema_version: Literal[1] = 1
     id: str
     text_timestamp_ms: int
     scores: dict[str, Probability] = Field(default_factory=dict)
-    shadow: dict[str, Probability] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
     refusal: Refusal | None = None
     instance: str = ""
@@ -67,22 +68,49 @@ class ClassifierMode(StrEnum):
     SHADOW = "shadow"
 
 
-class Announcement(_Contract):
-    """A classifier's entry on the compacted registry topic (key: the class name).
+# Registry keys are `<label>` (class record) and `<label>@<version>` (announcement).
+ClassLabel = Annotated[str, Field(min_length=1, pattern=r"^[^@]+$")]
 
-    `since_ms` is when this version started serving: the aggregator waits for this classifier
-    only on texts published at or after that moment. A tombstone (null value) retires the class.
+
+class Announcement(_Contract):
+    """A running classifier version on the compacted registry topic (key: `<label>@<version>`).
+
+    Written when the process starts and repeated every heartbeat. `since_ms` is when this
+    version started serving (kept across restarts of the same version); `mode` is what the
+    process was started as, for operators: whether the version votes is the class record's
+    call, not the process's. A tombstone retires this version.
     """
 
     schema_version: Literal[1] = 1
-    label: str
-    version: str
+    label: ClassLabel
+    version: str = Field(min_length=1)
     mode: ClassifierMode = ClassifierMode.VOTING
     since_ms: int
     heartbeat_ms: int
     reads: str = "text"
     group_id: str
     instance: str
+
+
+class VotingSpan(_Contract):
+    """From `since_ms` on (text timestamps), `version` is the class's voting version."""
+
+    version: str = Field(min_length=1)
+    since_ms: int
+
+
+class ClassRecord(_Contract):
+    """Which version of a class votes from when (compacted registry topic, key: `<label>`).
+
+    For a text published at `t`, the class votes when a span starts at or before `t`, with the
+    version of the last such span. Spans are only ever appended, each starting after it was
+    written, so the record never changes the vote of a text already published. A tombstone
+    retires the class: the aggregator stops waiting for it and names it in no later result.
+    """
+
+    schema_version: Literal[1] = 1
+    label: ClassLabel
+    voting: list[VotingSpan] = Field(min_length=1)
 
 
 class LabelRecord(_Contract):
@@ -95,8 +123,14 @@ class LabelRecord(_Contract):
     scores: dict[str, Probability]
     complete: bool
     missing: list[str]
-    versions: dict[str, str]
-    shadow_scores: dict[str, Probability] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(
+        description="class → the version whose score voted (exactly the classes in `scores`)"
+    )
+    shadow_scores: dict[str, Probability] = Field(
+        default_factory=dict,
+        description="`<label>@<version>` → probability of every score that did not vote: "
+        "a version in shadow, the previous version after a promote, a class not yet voting",
+    )
     text_timestamp_ms: int
     decided_at_ms: int
 
@@ -120,9 +154,11 @@ class DeadLetter(_Contract):
 class JoinState(_Contract):
     """The aggregator's changelog entry for one message (compacted topic, key: message id).
 
-    While `decided_at_ms` is null the join is pending, with the scores received so far and the
-    wall-clock moment its timeout started; once decided, only the marker stays (so a late score
-    cannot cause a second result) until the dedupe horizon passes and a tombstone removes it.
+    While `decided_at_ms` is null the join is pending, with the scores received so far (keyed
+    `<label>@<version>`: which of them vote is settled from the registry at the decision) and
+    the wall-clock moment its timeout started; once decided, only the marker stays (so a late
+    score cannot cause a second result) until the dedupe horizon passes and a tombstone
+    removes it.
     """
 
     schema_version: Literal[1] = 1
@@ -130,8 +166,6 @@ class JoinState(_Contract):
     text_timestamp_ms: int
     first_seen_ms: int
     scores: dict[str, Probability] = Field(default_factory=dict)
-    shadow: dict[str, Probability] = Field(default_factory=dict)
-    versions: dict[str, str] = Field(default_factory=dict)
     decided_at_ms: int | None = None
 
 
@@ -140,6 +174,7 @@ CONTRACTS: dict[str, type[BaseModel]] = {
     "score": ScoreRecord,
     "label": LabelRecord,
     "announcement": Announcement,
+    "class_record": ClassRecord,
     "dead_letter": DeadLetter,
     "join_state": JoinState,
 }

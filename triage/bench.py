@@ -94,18 +94,13 @@ def inprocess_rate(
 def join_cost_us(classes: int, pending: int, records: int = 20_000) -> float:
     """Aggregator join cost per complete score record with `pending` other joins waiting."""
     from aggregator.join import JoinTable
-    from aggregator.registry import RegistryView
-    from schemas.models import Announcement, ScoreRecord
+    from aggregator.registry import RegistryView, with_voter
+    from schemas.models import ScoreRecord
 
     view = RegistryView()
     labels = [f"c{i}" for i in range(classes)]
     for label in labels:
-        view.apply(
-            label,
-            Announcement(
-                label=label, version="1", since_ms=0, heartbeat_ms=0, group_id="g", instance="bench"
-            ),
-        )
+        view.apply(label, with_voter(None, label, "1", 0))
     table = JoinTable(view, timeout_ms=10**9, horizon_ms=10**12)
     now = 10**6
     for i in range(pending):  # joins still waiting for all but one classifier

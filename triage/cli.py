@@ -22,6 +22,7 @@ from consumers.training import DataError
 from producer.readers import InputError
 from triage import kafka_cli, security
 from triage.kafka_local import LocalKafkaError
+from triage.registry import RegistryError
 from triage.settings import (
     AggregatorSettings,
     ClassifierSettings,
@@ -38,6 +39,7 @@ OPERATOR_ERRORS = (
     DataError,
     InputError,
     LocalKafkaError,
+    RegistryError,
 )
 
 
@@ -164,20 +166,100 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("classifier", help="run classifier consumer(s) co-located in one process")
+    p = sub.add_parser(
+        "classifier",
+        help="run classifier consumer(s) co-located in one process",
+        description="Score every text with the hosted models and publish the scores. At start "
+        "each model announces itself on the registry as <class>@<version>. In voting mode "
+        "(the default) a class with no voter yet, or another one, gets this version as its "
+        "voter from --switch-delay-s on. Restarting a version that was voting changes "
+        "nothing: one demoted by `triage promote` stays a shadow.",
+    )
     p.add_argument("--models", type=Path, required=True)
     p.add_argument(
         "--label",
         action="append",
         help="host only this class (repeatable); default: every model in the folder",
     )
-    p.add_argument("--shadow", action="store_true", help="score every text but do not vote")
+    p.add_argument(
+        "--shadow",
+        action="store_true",
+        help="score every text but do not claim the vote (its own consumer group, "
+        "triage-classifier-<class>-v<version>); results carry its probability in "
+        "shadow_scores; `triage promote` makes it vote without a restart",
+    )
+    p.add_argument(
+        "--backfill",
+        action="store_true",
+        help="shadow, in a group of its own (suffix -backfill) that starts from the earliest "
+        "retained text: scores history for `triage shadow-report`",
+    )
     p.add_argument("--group", help="consumer group name (default from the hosted classes)")
     p.add_argument("--max-batch", type=int, help="records polled and scored at once")
     p.add_argument("--max-text-chars", type=int)
     p.add_argument("--max-record-bytes", type=int)
+    p.add_argument("--heartbeat-s", type=float, help="seconds between registry heartbeats")
+    p.add_argument(
+        "--switch-delay-s",
+        type=float,
+        help="a claimed vote starts this long after it is written (TRIAGE_SWITCH_DELAY_S, "
+        "default 5)",
+    )
     _kafka_flags(p)
     p.set_defaults(func=cmd_classifier)
+
+    p = sub.add_parser(
+        "classifiers",
+        help="list the registry: class, version, role, process, heartbeat",
+        description="What the registry says: every announced class version with its role "
+        "(voting since / votes from / shadow / retired), instance, since when it serves and "
+        "its last heartbeat; STALE marks a process that missed three heartbeats "
+        "(TRIAGE_HEARTBEAT_S) and a voter that no process announces.",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object a line")
+    _kafka_flags(p)
+    p.set_defaults(func=cmd_classifiers)
+
+    p = sub.add_parser(
+        "promote",
+        help="make a running version its class's voter",
+        description="Append a voting span to the class record: VERSION votes on texts "
+        "published from now + --switch-delay-s on, and the previous version stops at that "
+        "same instant. A version that has not announced itself, or whose heartbeat is stale, "
+        "is refused unless --force.",
+    )
+    p.add_argument("--label", required=True, help="the class")
+    p.add_argument("--version", required=True, help="the version to vote (as announced)")
+    p.add_argument("--force", action="store_true", help="promote even if not running")
+    p.add_argument("--switch-delay-s", type=float, help="(TRIAGE_SWITCH_DELAY_S, default 5)")
+    _kafka_flags(p)
+    p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser(
+        "retire",
+        help="take a class (or one version) out",
+        description="Tombstone the class record and every announcement of the class: the "
+        "aggregator stops waiting for it at once and no later result names it. With "
+        "--version, tombstone that version's announcement only (not the voting one). Stop "
+        "the retired processes afterwards; a classifier started later adds the class again.",
+    )
+    p.add_argument("--label", required=True, help="the class")
+    p.add_argument("--version", help="retire only this (non-voting) version")
+    _kafka_flags(p)
+    p.set_defaults(func=cmd_retire)
+
+    p = sub.add_parser(
+        "shadow-report",
+        help="judge a shadow or backfill version on the scored traffic",
+        description="Read the scores topic for CLASS@VERSION and the committed results: how "
+        "many results it would have changed had it voted, and how often it agrees with them.",
+    )
+    p.add_argument("--label", required=True)
+    p.add_argument("--version", required=True)
+    p.add_argument("--threshold", type=float, default=0.0, help="the aggregator's threshold")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    _kafka_flags(p)
+    p.set_defaults(func=cmd_shadow_report)
 
     p = sub.add_parser("aggregate", help="run the aggregator")
     p.add_argument("--join-timeout-s", type=float, help="wait this long for missing scores")
@@ -279,13 +361,62 @@ def cmd_classifier(args: argparse.Namespace) -> int:
     from consumers.artifacts import load_models
     from consumers.service import ClassifierUnit
     from schemas.models import ClassifierMode
+    from triage.registry import check_label
     from triage.streaming import stop_on_signals
 
     settings = settings_from(ClassifierSettings, args)
     models = load_models(args.models, args.label, settings.model_signing_key)
-    mode = ClassifierMode.SHADOW if args.shadow else ClassifierMode.VOTING
+    for model in models:
+        check_label(model.label)
+    mode = ClassifierMode.SHADOW if args.shadow or args.backfill else ClassifierMode.VOTING
     stop = stop_on_signals()
-    ClassifierUnit(settings, models, mode, args.group).run(stop)
+    ClassifierUnit(settings, models, mode, args.group, args.backfill).run(stop)
+    return 0
+
+
+def cmd_classifiers(args: argparse.Namespace) -> int:
+    import time
+
+    from triage.lifecycle import classifier_rows, format_rows, row_json
+    from triage.registry import read_registry
+
+    settings = settings_from(ClassifierSettings, args)
+    view = read_registry(settings)
+    now = int(time.time() * 1000)
+    rows = classifier_rows(view, now, settings.heartbeat_s)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row_json(row, now)))
+    else:
+        print("\n".join(format_rows(rows, now)))
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from triage.lifecycle import promote
+
+    settings = settings_from(ClassifierSettings, args)
+    print(promote(settings, args.label, args.version, args.force))
+    return 0
+
+
+def cmd_retire(args: argparse.Namespace) -> int:
+    from triage.lifecycle import retire
+
+    settings = settings_from(ClassifierSettings, args)
+    print(retire(settings, args.label, args.version))
+    return 0
+
+
+def cmd_shadow_report(args: argparse.Namespace) -> int:
+    from triage.lifecycle import format_report, read_scores, shadow_report
+    from triage.results import read_labels
+
+    settings = settings_from(ClassifierSettings, args)
+    report = shadow_report(
+        read_scores(settings), read_labels(settings), args.label, args.version, args.threshold
+    )
+    print(json.dumps(report) if args.json else format_report(report))
     return 0
 
 

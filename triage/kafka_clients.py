@@ -106,7 +106,11 @@ def producer(settings: CommonSettings, **overrides: Any) -> KafkaProducer:
 def transactional_producer(
     settings: CommonSettings, transactional_id: str, **overrides: Any
 ) -> KafkaProducer:
-    prod = producer(settings, transactional_id=transactional_id, **overrides)
+    # A session that cannot reach its transaction coordinator ends soon and starts over with
+    # fresh connections and metadata: after a broker failover kafka-python can keep waiting on
+    # the old coordinator for the whole default timeout (30s a request, 60s for init).
+    conf = {"request_timeout_ms": 10_000, "max_block_ms": 20_000} | overrides
+    prod = producer(settings, transactional_id=transactional_id, **conf)
     try:
         prod.init_transactions()
     except KafkaError as exc:
@@ -181,6 +185,15 @@ def consumer(settings: CommonSettings, *topics: str, **overrides: Any) -> KafkaC
 
 def admin(settings: CommonSettings) -> KafkaAdminClient:
     return _start(KafkaAdminClient, connection(settings))
+
+
+def group_has_members(settings: CommonSettings, group_id: str) -> bool:
+    """Whether any consumer is currently a member of `group_id`."""
+    client = admin(settings)
+    try:
+        return bool(client.describe_groups([group_id]).get(group_id, {}).get("members"))
+    finally:
+        client.close()
 
 
 def ensure_topics(settings: CommonSettings) -> None:

@@ -21,6 +21,7 @@ from prometheus_client import (
     start_http_server,
 )
 
+from aggregator.decision import would_change_winner
 from schemas.codec import Reason
 from triage.settings import CommonSettings
 
@@ -57,12 +58,23 @@ JOIN_TIMEOUTS = Counter("triage_join_timeouts", "Joins decided by timeout (parti
 LATE_SCORES = Counter("triage_late_scores", "Scores arriving after their text was decided")
 IGNORED_SCORES = Counter("triage_ignored_scores", "Scores or votes the join ignored", ["reason"])
 PENDING_JOINS = Gauge("triage_pending_joins", "Joins waiting for scores")
+SHADOW_DECISIONS = Counter(
+    "triage_shadow_decisions",
+    "Results carrying a shadow score of this class version",
+    ["label", "version"],
+)
+SHADOW_CHANGED_WINNER = Counter(
+    "triage_shadow_changed_winner",
+    "Results whose winner this shadow class version would have changed, had it voted",
+    ["label", "version"],
+)
 
 OUTCOMES = ("complete", "partial", "abstained")
 _IGNORED = {
     "stale_scores": "stale",
     "duplicate_scores": "duplicate",
     "unknown_classifier_scores": "unknown_classifier",
+    "retired_scores": "retired",
 }
 
 _server_port: int | None = None
@@ -124,6 +136,16 @@ def count_results(results: list) -> None:
         RESULTS.labels(outcome_name).inc(n)
     for r in results:
         LATENCY_SECONDS.observe(max(0, r.decided_at_ms - r.text_timestamp_ms) / 1000)
+
+
+def count_shadow(results: list, threshold: float) -> None:
+    """For each shadow score of each result: counted, and whether it would change the winner."""
+    for r in results:
+        for key, probability in r.shadow_scores.items():
+            label, _, version = key.partition("@")
+            SHADOW_DECISIONS.labels(label, version).inc()
+            if would_change_winner(r.scores, label, probability, threshold):
+                SHADOW_CHANGED_WINNER.labels(label, version).inc()
 
 
 def count_dead_letters(reasons: list[str]) -> None:

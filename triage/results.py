@@ -21,11 +21,12 @@ def read_topic(
     settings: CommonSettings, topic: str, follow: bool = False, idle_timeout_s: float | None = None
 ) -> Iterator[tuple[bytes | None, bytes | None]]:
     """(key, value) of every committed record; stops at the end unless `follow`."""
-    consumer = kafka_clients.consumer(settings, group_id=None)
+    consumer = kafka_clients.consumer(settings, group_id=None, allow_auto_create_topics=False)
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
-            return
+            _raise_if_unauthorized(consumer, topic)
+            return  # the topic does not exist yet: nothing was ever written there
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
@@ -43,6 +44,20 @@ def read_topic(
                 return
     finally:
         consumer.close()
+
+
+def _raise_if_unauthorized(consumer, topic: str) -> None:
+    """Tell "no such topic" from "this principal may not see it", which metadata hides.
+
+    A metadata request for all topics leaves out the ones we may not describe; fetching from
+    the topic names it, and kafka_clients' consumer raises TopicAuthorizationFailedError.
+    """
+    consumer.assign([TopicPartition(topic, 0)])
+    try:
+        for _ in range(3):
+            consumer.poll(timeout_ms=200)
+    finally:
+        consumer.unsubscribe()
 
 
 def read_labels(settings: CommonSettings, follow: bool = False) -> Iterator[LabelRecord]:

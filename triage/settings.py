@@ -114,6 +114,12 @@ class ClassifierSettings(CommonSettings):
     max_record_bytes: int = Field(default=DEFAULT_MAX_RECORD_BYTES, ge=1)
     max_text_chars: int = Field(default=DEFAULT_MAX_TEXT_CHARS, ge=1)
     heartbeat_s: float = Field(default=10.0, gt=0)
+    switch_delay_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="a new voter (new class, promote) votes on texts published this long after "
+        "it is written to the registry, so every aggregator has read it before such a text",
+    )
     start_from: Literal["since", "earliest", "latest"] = "earliest"
     model_signing_key: SigningKey | None = Field(
         default=None,

@@ -25,7 +25,7 @@ from triage.settings import ConfigError
 
 log = logging.getLogger(__name__)
 
-TRANSACTION_STEP_TIMEOUT_S = 30.0
+TRANSACTION_STEP_TIMEOUT_S = 20.0
 
 FATAL_ERRORS = (ConfigError,)
 

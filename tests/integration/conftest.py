@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from consumers.training import read_dataset, train
+from producer.publisher import Publisher
+from schemas.models import TextRecord
 from triage import kafka_clients, kafka_local
 from triage.registry import wait_for_classifiers
 from triage.settings import CommonSettings
@@ -100,6 +103,43 @@ def procs(env, tmp_path) -> Iterator[Processes]:
 
 def wait_for_registry(labels: set[str], timeout_s: float = 60) -> None:
     wait_for_classifiers(CommonSettings(), labels, timeout_s)
+
+
+def stream(n: int) -> list[TextRecord]:
+    texts = read_dataset(DEMO_STREAM).texts
+    run = uuid.uuid4().hex[:6]
+    return [TextRecord(id=f"{run}-{i:05d}", text=texts[i % len(texts)]) for i in range(n)]
+
+
+class Streamer(threading.Thread):
+    """Publishes records at a steady rate in the background, retrying through broker faults,
+    until they are all published or `finish()` is called."""
+
+    def __init__(self, records: list[TextRecord], rate: float) -> None:
+        super().__init__(daemon=True)
+        self.records, self.rate = records, rate
+        self.published: list[TextRecord] = []
+        self.error: BaseException | None = None
+        self._finish = threading.Event()
+
+    def run(self) -> None:
+        try:
+            with Publisher() as publisher:
+                chunk = max(1, int(self.rate / 10))
+                for i in range(0, len(self.records), chunk):
+                    if self._finish.is_set():
+                        return
+                    publisher.publish(self.records[i : i + chunk])
+                    self.published += self.records[i : i + chunk]
+                    time.sleep(chunk / self.rate)
+        except BaseException as exc:  # surfaced by the test
+            self.error = exc
+
+    def finish(self) -> list[TextRecord]:
+        """Stop publishing; the records that were published."""
+        self._finish.set()
+        self.join()
+        return self.published
 
 
 def wait_until(condition, timeout_s: float, what: str, interval: float = 0.5):

@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import random
 import signal
-import threading
 import time
 import uuid
 from collections import Counter
 
 import pytest
-from conftest import DEMO_STREAM, Processes, wait_for_registry, wait_until
+from conftest import Processes, Streamer, stream, wait_for_registry, wait_until
 from kafka import TopicPartition
 
 from aggregator.decision import decide
 from consumers.artifacts import available_labels, load_models
 from consumers.scoring import Scorer
-from consumers.training import read_dataset
 from producer.publisher import Publisher
-from schemas.models import TextRecord
 from triage import kafka_clients, kafka_local
 from triage.results import read_dead_letters, read_labels
 from triage.settings import CommonSettings
@@ -43,38 +40,21 @@ def start_unit(procs: Processes, name: str, models, labels: list[str]) -> None:
     procs.start(name, *args)
 
 
-def start_pipeline(procs: Processes, models, join_timeout: str = "60") -> dict[str, list[str]]:
+# Long enough that every classifier is back from a broker failover (a JVM restart takes up to
+# ~30s on a busy 2-core machine) before a text waiting for it is decided without it: these tests
+# check that nothing is lost or doubled and that labels match offline, not how fast they recover.
+FAULT_JOIN_TIMEOUT = "120"
+
+
+def start_pipeline(
+    procs: Processes, models, join_timeout: str = FAULT_JOIN_TIMEOUT
+) -> dict[str, list[str]]:
     plan = units(models)
     for name, labels in plan.items():
         start_unit(procs, name, models, labels)
     procs.start("aggregator", "aggregate", "--join-timeout-s", join_timeout)
     wait_for_registry(set(available_labels(models)), timeout_s=120)
     return plan
-
-
-def stream(n: int) -> list[TextRecord]:
-    texts = read_dataset(DEMO_STREAM).texts
-    run = uuid.uuid4().hex[:6]
-    return [TextRecord(id=f"{run}-{i:05d}", text=texts[i % len(texts)]) for i in range(n)]
-
-
-class Streamer(threading.Thread):
-    """Publishes records at a steady rate in the background, retrying through broker faults."""
-
-    def __init__(self, records: list[TextRecord], rate: float) -> None:
-        super().__init__(daemon=True)
-        self.records, self.rate = records, rate
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            with Publisher() as publisher:
-                chunk = max(1, int(self.rate / 10))
-                for i in range(0, len(self.records), chunk):
-                    publisher.publish(self.records[i : i + chunk])
-                    time.sleep(chunk / self.rate)
-        except BaseException as exc:  # surfaced by the test
-            self.error = exc
 
 
 def check_exactly_once(records, models, timeout_s: float = 240, all_complete: bool = True):
@@ -117,7 +97,7 @@ def test_kill_minus_nine_services_mid_stream(procs, demo_models):
         procs.stop(victim, signal.SIGKILL)
         kills[victim] += 1
         if victim == "aggregator":
-            procs.start("aggregator", "aggregate", "--join-timeout-s", "60")
+            procs.start("aggregator", "aggregate", "--join-timeout-s", FAULT_JOIN_TIMEOUT)
         else:
             start_unit(procs, victim, demo_models, plan[victim])
     streamer.join()

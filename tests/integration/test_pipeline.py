@@ -12,12 +12,13 @@ import pytest
 from conftest import DEMO_STREAM, wait_for_registry, wait_until
 
 from aggregator.decision import decide
+from aggregator.registry import with_voter
 from consumers.artifacts import available_labels, load_models
 from consumers.scoring import Scorer
 from consumers.training import read_dataset
 from producer.publisher import Publisher
 from schemas.codec import encode
-from schemas.models import Announcement, TextRecord
+from schemas.models import TextRecord
 from triage import kafka_clients
 from triage.results import read_dead_letters, read_labels
 from triage.settings import CommonSettings
@@ -80,15 +81,13 @@ def test_up_runs_one_process_per_classifier_and_stops_on_sigterm(procs, demo_mod
 
 def test_timeout_names_the_missing_classifier(procs, demo_models):
     settings = CommonSettings()
-    ghost = Announcement(
-        label="ghost", version="1", since_ms=0, heartbeat_ms=0, group_id="none", instance="test"
-    )
+    ghost = with_voter(None, "ghost", "1", since_ms=0)  # a class whose voter never runs
     producer = kafka_clients.producer(settings)
     producer.send(settings.registry, key=b"ghost", value=encode(ghost)).get(timeout=10)
     producer.close()
     procs.start("classifier", "classifier", "--models", str(demo_models))
     procs.start("aggregator", "aggregate", "--join-timeout-s", "2")
-    wait_for_registry(set(available_labels(demo_models)) | {"ghost"})
+    wait_for_registry(set(available_labels(demo_models)))
     with Publisher() as publisher:
         ids = publisher.publish(stream_records(5))
     results = wait_until(lambda: results_for(ids), 60, "partial results")

@@ -238,6 +238,11 @@ def test_reader_principal_cannot_publish(cluster):
     assert_refused(result, f"not authorized for topic(s) {cluster.prefix}texts", "missing ACL")
 
 
+def test_results_for_a_principal_that_may_not_read_them_is_an_error_not_silence(cluster):
+    result = run_cli(cluster.env(acls.CLASSIFIER), "results")
+    assert_refused(result, f"not authorized for topic(s) {cluster.prefix}labels", "missing ACL")
+
+
 def test_no_role_can_do_another_roles_job(cluster):
     classifier = cluster.settings(acls.CLASSIFIER)
     aggregator = cluster.settings(acls.AGGREGATOR)

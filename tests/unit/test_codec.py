@@ -3,8 +3,18 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.codec import Reason, Rejected, TextLimits, decode_score, decode_text, encode
-from schemas.models import ScoreRecord, TextRecord
+from schemas.codec import (
+    Reason,
+    Rejected,
+    TextLimits,
+    decode_class_record,
+    decode_score,
+    decode_text,
+    encode,
+    parse_registry_key,
+    registry_key,
+)
+from schemas.models import ClassRecord, ScoreRecord, TextRecord, VotingSpan
 
 
 def test_json_text_record_with_id_in_body():
@@ -86,3 +96,52 @@ def test_score_decoder_never_raises(value):
 )
 def test_json_objects_decode_or_are_rejected(obj):
     assert isinstance(decode_text(b"k", json.dumps(obj).encode()), TextRecord | Rejected)
+
+
+def test_class_record_round_trip():
+    record = ClassRecord(
+        label="refund",
+        voting=[VotingSpan(version="1", since_ms=5), VotingSpan(version="2", since_ms=9)],
+    )
+    assert decode_class_record(encode(record)) == record
+
+
+def test_class_record_needs_a_span_and_a_label_without_at():
+    assert decode_class_record(b'{"label": "a", "voting": []}').reason == Reason.INVALID_FIELDS
+    bad = b'{"label": "a@1", "voting": [{"version": "1", "since_ms": 0}]}'
+    assert decode_class_record(bad).reason == Reason.INVALID_FIELDS
+
+
+def test_registry_keys_name_a_class_or_a_version():
+    assert registry_key("refund") == "refund" and registry_key("refund", "2") == "refund@2"
+    assert parse_registry_key("refund") == ("refund", None)
+    assert parse_registry_key("refund@2") == ("refund", "2")
+    assert parse_registry_key("refund@2@x") == ("refund", "2@x")
+
+
+@given(st.binary(max_size=512))
+def test_class_record_decoder_never_raises(value):
+    assert isinstance(decode_class_record(value), ClassRecord | Rejected)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["label", "voting", "schema_version"]),
+        st.one_of(
+            st.none(),
+            st.integers(),
+            st.text(),
+            st.lists(
+                st.dictionaries(
+                    st.sampled_from(["version", "since_ms"]),
+                    st.one_of(st.none(), st.integers(), st.text()),
+                )
+            ),
+        ),
+    )
+)
+def test_class_record_objects_decode_or_are_rejected(obj):
+    result = decode_class_record(json.dumps(obj).encode())
+    assert isinstance(result, ClassRecord | Rejected)
+    if isinstance(result, ClassRecord):
+        assert result.voting and "@" not in result.label

@@ -1,10 +1,12 @@
 import pytest
 
 from aggregator.join import JoinTable, Refused
-from aggregator.registry import RegistryView
+from aggregator.registry import RegistryView, with_voter
+from schemas.codec import encode
 from schemas.models import (
     Announcement,
     ClassifierMode,
+    JoinState,
     LabelRecord,
     Refusal,
     ScoreRecord,
@@ -13,13 +15,18 @@ from schemas.models import (
 T0 = 1_000_000
 
 
-def announce(view, label, since=0, mode=ClassifierMode.VOTING):
+def vote(view, label, since=0, version="1"):
+    """Make `version` the voter of `label` from `since` (a class record, as promote writes)."""
+    view.apply(label, with_voter(view.class_record(label), label, version, since))
+
+
+def announce(view, label, version="2", since=0):
     view.apply(
-        label,
+        f"{label}@{version}",
         Announcement(
             label=label,
-            version="1",
-            mode=mode,
+            version=version,
+            mode=ClassifierMode.SHADOW,
             since_ms=since,
             heartbeat_ms=since,
             group_id="g",
@@ -28,20 +35,20 @@ def announce(view, label, since=0, mode=ClassifierMode.VOTING):
     )
 
 
-def score(message_id, ts=T0, **probabilities):
+def score(message_id, ts=T0, version="1", **probabilities):
     return ScoreRecord(
         id=message_id,
         text_timestamp_ms=ts,
         scores=probabilities,
-        versions=dict.fromkeys(probabilities, "1"),
+        versions=dict.fromkeys(probabilities, version),
     )
 
 
 @pytest.fixture
 def view():
     v = RegistryView()
-    announce(v, "a")
-    announce(v, "b")
+    vote(v, "a")
+    vote(v, "b")
     return v
 
 
@@ -87,31 +94,72 @@ def test_timeout_emits_partial_result_naming_missing(table):
 
 
 def test_classifier_that_started_after_the_text_is_not_waited_for(view, table):
-    announce(view, "c", since=T0 + 1)
+    vote(view, "c", since=T0 + 1)
     [result] = table.add(score("m", a=0.1, b=0.2), T0)
     assert result.complete and "c" not in result.missing
 
 
 def test_late_joiner_score_is_kept_apart_from_the_vote(view, table):
-    announce(view, "c", since=T0 + 1)
+    vote(view, "c", since=T0 + 1)
     table.add(score("m", c=0.99), T0)
     [result] = table.add(score("m", a=0.1, b=0.2), T0)
-    assert result.label == "b" and result.shadow_scores == {"c": 0.99}
+    assert result.label == "b" and result.shadow_scores == {"c@1": 0.99}
 
 
-def test_shadow_classifier_does_not_vote(view, table):
-    announce(view, "s", mode=ClassifierMode.SHADOW)
-    shadow = ScoreRecord(id="m", text_timestamp_ms=T0, shadow={"s": 0.99}, versions={"s": "2"})
-    table.add(shadow, T0)
+def test_a_version_that_is_not_the_voter_is_a_shadow_whatever_it_claims(view, table):
+    announce(view, "a", version="2")
+    assert table.add(score("m", version="2", a=0.99), T0) == []  # a@2 cannot complete it
     [result] = table.add(score("m", a=0.1, b=0.2), T0)
-    assert result.label == "b" and result.shadow_scores == {"s": 0.99}
+    assert result.label == "b" and result.scores == {"a": 0.1, "b": 0.2}
+    assert result.versions == {"a": "1", "b": "1"} and result.shadow_scores == {"a@2": 0.99}
+
+
+def test_promote_switches_the_vote_at_its_timestamp(view, table):
+    announce(view, "a", version="2")
+    vote(view, "a", since=T0 + 100, version="2")
+    [old] = table.add(score("old", ts=T0 + 99, a=0.1, b=0.2), T0 + 200)
+    assert old.versions == {"a": "1", "b": "1"}
+    assert table.add(score("new", ts=T0 + 100, a=0.1, b=0.2), T0 + 200) == []  # needs a@2
+    [new] = table.add(score("new", ts=T0 + 100, version="2", a=0.9), T0 + 200)
+    assert new.versions == {"a": "2", "b": "1"} and new.scores == {"a": 0.9, "b": 0.2}
+    assert new.shadow_scores == {"a@1": 0.1} and new.label == "a"
+
+
+def test_pending_join_is_routed_by_the_registry_at_decision_time(view, table):
+    table.add(score("m", ts=T0 + 500, version="2", a=0.9), T0)
+    table.add(score("m", ts=T0 + 500, b=0.2), T0)
+    assert table.pending  # a@2 is not the voter (yet): waiting for a@1
+    vote(view, "a", since=T0 + 100, version="2")  # read late: the span was written in time
+    [result] = table.recheck(T0 + 1)
+    assert result.complete and result.versions == {"a": "2", "b": "1"}
+
+
+def test_retired_version_is_no_longer_a_shadow(view, table):
+    announce(view, "a", version="2", since=T0 - 10)
+    table.add(score("m", version="2", a=0.9), T0)
+    view.apply("a@2", None, at_ms=T0)
+    announce(view, "a", version="2", since=T0 - 10)  # a heartbeat of the still-running process
+    [result] = table.add(score("m", a=0.1, b=0.2), T0)
+    assert result.shadow_scores == {}
 
 
 def test_retiring_a_class_completes_joins_waiting_for_it(view, table):
     table.add(score("m", a=0.4), T0)
-    view.apply("b", None)
+    view.apply("b", None, at_ms=T0)
     [result] = table.recheck(T0 + 1)
     assert result.complete and result.label == "a" and "b" not in result.scores
+
+
+def test_retired_class_is_named_nowhere_even_when_it_had_scored(view, table):
+    vote(view, "c")
+    table.add(score("m", a=0.4, c=0.9), T0)
+    table.add(score("m", version="2", c=0.8), T0)
+    view.apply("c", None, at_ms=T0)
+    [result] = table.add(score("m", b=0.1), T0)
+    named = {*result.scores, *result.missing, *result.versions, *result.shadow_scores}
+    assert named == {"a", "b"} and result.label == "a"
+    assert table.add(score("n", c=0.9), T0) == []  # its zombie's scores are dropped
+    assert table.counts["retired_scores"] == 1
 
 
 def test_threshold_abstains(view):
@@ -150,14 +198,26 @@ def test_stale_scores_are_dropped_not_joined(table):
 
 def test_changelog_replay_restores_pending_and_decided(view, table):
     table.add(score("p", a=0.3), T0)
+    table.add(score("p", version="2", b=0.7), T0)  # kept through the round trip as b@2
     table.add(score("d", a=0.3, b=0.1), T0)
     changes = table.take_changes()
     restored = JoinTable(view, timeout_ms=1000, horizon_ms=60_000)
-    for message_id, state in changes.items():
-        restored.restore(message_id, state)
+    for message_id, state in changes.items():  # through the changelog's wire format
+        restored.restore(message_id, JoinState.model_validate_json(encode(state)))
     assert set(restored.pending) == {"p"} and set(restored.decided) == {"d"}
     assert restored.add(score("d", b=0.9), T0) == []
-    [result] = restored.expire(T0 + 1000)  # the timeout clock survived the restart
+    vote(view, "b", since=0, version="2")
+    [result] = restored.recheck(T0)  # b@2's score now votes
+    assert result.id == "p" and result.versions == {"a": "1", "b": "2"} and result.label == "b"
+
+
+def test_changelog_replay_keeps_the_timeout_clock(view, table):
+    table.add(score("p", a=0.3), T0)
+    restored = JoinTable(view, timeout_ms=1000, horizon_ms=60_000)
+    for message_id, state in table.take_changes().items():
+        restored.restore(message_id, state)
+    assert restored.expire(T0 + 999) == []
+    [result] = restored.expire(T0 + 1000)
     assert result.id == "p" and result.missing == ["b"]
 
 

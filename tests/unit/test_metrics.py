@@ -30,3 +30,18 @@ def test_up_prints_one_metrics_address_per_process():
         "aggregator metrics: http://127.0.0.1:9400/metrics",
     ]
     assert supervisor.metrics_urls(supervisor.plan(Path("m"), ["a"], False, None), "h") == []
+
+
+def test_shadow_scores_count_decisions_and_changed_winners():
+    def value(counter, *labels):
+        return counter.labels(*labels)._value.get()
+
+    before = [value(c, "s", "2") for c in (metrics.SHADOW_DECISIONS, metrics.SHADOW_CHANGED_WINNER)]
+    results = [
+        SimpleNamespace(label="a", scores={"a": 0.6, "s": 0.1}, shadow_scores={"s@2": 0.9}),
+        SimpleNamespace(label="a", scores={"a": 0.6, "s": 0.1}, shadow_scores={"s@2": 0.2}),
+        SimpleNamespace(label="a", scores={"a": 0.6}, shadow_scores={}),
+    ]
+    metrics.count_shadow(results, threshold=0.0)
+    after = [value(c, "s", "2") for c in (metrics.SHADOW_DECISIONS, metrics.SHADOW_CHANGED_WINNER)]
+    assert (after[0] - before[0], after[1] - before[1]) == (2, 1)
