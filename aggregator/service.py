@@ -16,6 +16,7 @@ import threading
 import time
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaTimeoutError
 
 from aggregator.join import JoinTable, Outcome, Refused
 from aggregator.registry import RegistryView
@@ -27,6 +28,7 @@ from triage.settings import AggregatorSettings
 from triage.streaming import (
     Output,
     PositionWatch,
+    beat,
     commit_batch,
     next_offsets,
     release_stale_offsets,
@@ -34,6 +36,10 @@ from triage.streaming import (
 )
 
 log = logging.getLogger(__name__)
+
+# A changelog partition that stops delivering records this long before its end ends the session
+# (and so the restore is retried from scratch): deciding with part of the state could double.
+RESTORE_STALL_S = 30.0
 
 
 def now_ms() -> int:
@@ -56,7 +62,7 @@ class Aggregator:
     def run(self, stop: threading.Event) -> None:
         metrics.serve(self.settings)
         kafka_clients.ensure_topics(self.settings)
-        run_sessions("aggregator", self._session, stop)
+        run_sessions("aggregator", self._session, stop, stall_limit_s=self.settings.stall_timeout_s)
 
     # -- one session: clients live and die together ---------------------------------------
     def _session(self, stop: threading.Event) -> None:
@@ -85,6 +91,7 @@ class Aggregator:
             self.tables.clear()
 
     def _step(self, consumer: KafkaConsumer, producer, registry: RegistryReader) -> None:
+        beat()
         revision = self.view.revision
         self._results, self._dead_reasons = [], []
         registry.poll()
@@ -227,9 +234,18 @@ class Aggregator:
             reader.seek_to_beginning(tp)
             end = reader.end_offsets([tp])[tp]
             count = 0
-            deadline = time.monotonic() + 120
-            while reader.position(tp) < end and time.monotonic() < deadline:
-                for records in reader.poll(timeout_ms=200).values():
+            stalled_since = time.monotonic()
+            while reader.position(tp) < end:
+                batches = reader.poll(timeout_ms=200)
+                if batches:
+                    beat()  # a long restore is progress, not a stall
+                    stalled_since = time.monotonic()
+                elif time.monotonic() - stalled_since > RESTORE_STALL_S:
+                    raise KafkaTimeoutError(
+                        f"restoring {tp.topic}[{partition}]: no records for {RESTORE_STALL_S:.0f}s"
+                        f" at offset {reader.position(tp)} of {end}"
+                    )
+                for records in batches.values():
                     for record in records:
                         table.restore(record.key.decode(), _state(record.value))
                         count += 1

@@ -43,6 +43,7 @@ from triage.settings import ClassifierSettings, ConfigError
 from triage.streaming import (
     Output,
     PositionWatch,
+    beat,
     commit_batch,
     next_offsets,
     release_stale_offsets,
@@ -99,7 +100,12 @@ class ClassifierUnit:
     def run(self, stop: threading.Event) -> None:
         metrics.serve(self.settings)
         kafka_clients.ensure_topics(self.settings)
-        run_sessions(f"classifier {self.group_id}", self._session, stop)
+        run_sessions(
+            f"classifier {self.group_id}",
+            self._session,
+            stop,
+            stall_limit_s=self.settings.stall_timeout_s,
+        )
 
     def _session(self, stop: threading.Event) -> None:
         s = self.settings
@@ -108,7 +114,6 @@ class ClassifierUnit:
             f"{self.group_id}.{s.instance_id}",
             transaction_timeout_ms=10_000,
             linger_ms=2,
-            compression_type=None,
         )
         consumer = kafka_clients.consumer(
             s,
@@ -131,6 +136,7 @@ class ClassifierUnit:
             kafka_clients.close_quietly(consumer, producer)
 
     def _step(self, consumer: KafkaConsumer, producer: KafkaProducer) -> None:
+        beat()
         batches = consumer.poll(timeout_ms=self.settings.poll_timeout_ms)
         if not batches:
             self._positions.check(consumer)

@@ -19,11 +19,7 @@ from triage.settings import ProducerSettings
 class Publisher:
     def __init__(self, settings: ProducerSettings | None = None) -> None:
         self.settings = settings or ProducerSettings()
-        self._producer = kafka_clients.producer(
-            self.settings,
-            linger_ms=self.settings.linger_ms,
-            compression_type=self.settings.compression_type,
-        )
+        self._producer = kafka_clients.producer(self.settings, linger_ms=self.settings.linger_ms)
 
     def publish(self, records: Iterable[TextRecord | str]) -> list[str]:
         """Send every record and wait for the broker's acknowledgements; returns the ids."""

@@ -15,10 +15,12 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.codec import has_gzip, has_lz4, has_snappy, has_zstd
 from kafka.errors import (
     ClusterAuthorizationFailedError,
     KafkaError,
+    KafkaTimeoutError,
     TopicAlreadyExistsError,
     TopicAuthorizationFailedError,
     for_code,
@@ -99,8 +101,19 @@ def producer(settings: CommonSettings, **overrides: Any) -> KafkaProducer:
         "enable_idempotence": True,
         "linger_ms": 5,
         "batch_size": 256 * 1024,
+        "compression_type": _compression(settings.compression_type),
     }
     return _start(KafkaProducer, conf | overrides)
+
+
+def _compression(codec: str | None) -> str | None:
+    available = {"gzip": has_gzip, "snappy": has_snappy, "lz4": has_lz4, "zstd": has_zstd}
+    if codec is not None and not available[codec]():
+        package = {"snappy": "python-snappy", "zstd": "zstandard"}.get(codec, codec)
+        raise ConfigError(
+            f"TRIAGE_COMPRESSION_TYPE={codec} needs the {package} package in this environment"
+        )
+    return codec
 
 
 def transactional_producer(
@@ -248,19 +261,39 @@ def _create_topics(client: KafkaAdminClient, topics: dict[str, dict[str, Any]]) 
         )
 
 
+def raise_if_unauthorized(consumer: KafkaConsumer, topic: str) -> None:
+    """Tell "no such topic" from "this principal may not see it", which metadata hides.
+
+    A metadata request for all topics leaves out the ones we may not describe; fetching from
+    the topic names it, and this module's consumer raises TopicAuthorizationFailedError.
+    """
+    consumer.assign([TopicPartition(topic, 0)])
+    try:
+        for _ in range(3):
+            consumer.poll(timeout_ms=200)
+    finally:
+        consumer.unsubscribe()
+
+
 def subscribe(
-    consumer: KafkaConsumer, topic: str, listener: Any = None, timeout_s: float = 60
+    consumer: KafkaConsumer, topic: str, listener: Any = None, timeout_s: float = 30
 ) -> None:
     """Subscribe once the consumer's metadata knows `topic`.
 
     Joining the group before the topic's partitions are in the client's metadata cache lets the
     assignor hand out nothing ("No partition metadata for topic"), and the member then idles
     with no partitions until the next rebalance; waiting for the metadata first avoids that.
+    Services create their topics before their first session, so an unknown topic here is most
+    likely a cluster in failover: the timeout is retriable and the session starts over.
     """
     deadline = time.monotonic() + timeout_s
     while not consumer.partitions_for_topic(topic):
         if time.monotonic() > deadline:
-            raise ConfigError(f"topic {topic} does not exist (or is not visible to this client)")
+            raise_if_unauthorized(consumer, topic)  # a missing ACL is fatal, not a retry
+            raise KafkaTimeoutError(
+                f"no metadata for topic {topic} after {timeout_s:.0f}s"
+                " (missing, not visible to this client, or the cluster is failing over)"
+            )
         time.sleep(0.2)
     if listener is None:
         consumer.subscribe([topic])

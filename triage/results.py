@@ -25,7 +25,7 @@ def read_topic(
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
-            _raise_if_unauthorized(consumer, topic)
+            kafka_clients.raise_if_unauthorized(consumer, topic)
             return  # the topic does not exist yet: nothing was ever written there
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
@@ -44,20 +44,6 @@ def read_topic(
                 return
     finally:
         consumer.close()
-
-
-def _raise_if_unauthorized(consumer, topic: str) -> None:
-    """Tell "no such topic" from "this principal may not see it", which metadata hides.
-
-    A metadata request for all topics leaves out the ones we may not describe; fetching from
-    the topic names it, and kafka_clients' consumer raises TopicAuthorizationFailedError.
-    """
-    consumer.assign([TopicPartition(topic, 0)])
-    try:
-        for _ in range(3):
-            consumer.poll(timeout_ms=200)
-    finally:
-        consumer.unsubscribe()
 
 
 def read_labels(settings: CommonSettings, follow: bool = False) -> Iterator[LabelRecord]:

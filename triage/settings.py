@@ -74,6 +74,18 @@ class CommonSettings(BaseSettings):
         default=25, ge=0, description="longest a fetch waits for data: bounds each hop's latency"
     )
 
+    compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = Field(
+        default=None,
+        description="of every record a triage process produces; none by default (measured:"
+        " on a broker next door the CPU it costs outweighs the bytes it saves)",
+    )
+
+    stall_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="a service whose main loop makes no progress this long restarts itself",
+    )
+
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
@@ -142,7 +154,6 @@ class AggregatorSettings(CommonSettings):
 
 class ProducerSettings(CommonSettings):
     linger_ms: int = Field(default=5, ge=0)
-    compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
 
 
 class SigningSettings(BaseSettings):

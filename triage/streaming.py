@@ -8,8 +8,11 @@ starts from the committed offsets, so a batch is either wholly visible or never 
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -102,6 +105,7 @@ def release_stale_offsets(
 
 
 def _await(producer: KafkaProducer, result, what: str, timeout_s: float) -> None:
+    beat()  # every wait here is bounded: a step that starts one is progress
     producer._sender.wakeup()
     if not result.wait(timeout_ms=timeout_s * 1000):
         raise KafkaTimeoutError(f"{what} took longer than {timeout_s:.0f}s")
@@ -154,13 +158,87 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
+class Liveness:
+    """Restarts the process when its main loop stops making progress.
+
+    Every blocking call of a session is bounded, so a loop that has not called `beat` for
+    `limit_s` is stuck inside the Kafka client. (Seen after broker failovers: kafka-python's
+    producer thread failing on its own state machine, "Invalid transition attempted from state
+    READY to state READY", and the main thread then waiting forever.) The watchdog writes every
+    thread's stack to stderr and runs the process's own command line again in its place: the
+    fresh producer, with the same transactional id, fences the stuck one's transaction, and the
+    fresh consumer resumes from the committed offsets, so nothing is lost or doubled. When the
+    process was already stopping, it exits with status 1 instead.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        limit_s: float,
+        stop: threading.Event,
+        action: Callable[[], None] | None = None,
+    ) -> None:
+        self.name, self.limit_s, self.stop = name, limit_s, stop
+        self.action = action or self._restart
+        self._last = time.monotonic()
+        self._thread = threading.Thread(target=self._watch, name="liveness", daemon=True)
+
+    def start(self) -> Liveness:
+        self._thread.start()
+        return self
+
+    def beat(self) -> None:
+        self._last = time.monotonic()
+
+    def stalled_for(self) -> float:
+        return time.monotonic() - self._last
+
+    def _watch(self) -> None:
+        while self.stalled_for() <= self.limit_s:
+            time.sleep(min(1.0, self.limit_s / 4))
+        log.error(
+            "%s: no progress for %.0fs, stuck in the Kafka client; thread stacks follow, then %s",
+            self.name,
+            self.limit_s,
+            "exit" if self.stop.is_set() else "a restart of this process",
+        )
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        self.action()
+
+    def _restart(self) -> None:
+        logging.shutdown()
+        if self.stop.is_set():
+            os._exit(1)
+        os.execv(sys.executable, sys.orig_argv)
+
+
+_liveness: Liveness | None = None
+
+
+def beat() -> None:
+    """Tell the process's watchdog (if any) that its main loop is making progress."""
+    if _liveness is not None:
+        _liveness.beat()
+
+
 def run_sessions(
-    name: str, session: Callable[[threading.Event], None], stop: threading.Event
+    name: str,
+    session: Callable[[threading.Event], None],
+    stop: threading.Event,
+    stall_limit_s: float | None = None,
 ) -> None:
-    """Run `session` until `stop`; restart it after a Kafka error, with growing backoff."""
+    """Run `session` until `stop`; restart it after a Kafka error, with growing backoff.
+
+    With `stall_limit_s`, a `Liveness` watchdog restarts the whole process when the loop makes
+    no progress (no `beat()`) for that long. One such loop per process.
+    """
+    global _liveness
+    if stall_limit_s is not None:
+        _liveness = Liveness(name, stall_limit_s, stop).start()
     backoff = 0.5
     while not stop.is_set():
         started = time.monotonic()
+        beat()
         try:
             session(stop)
         except FATAL_ERRORS:
