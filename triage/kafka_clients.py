@@ -122,7 +122,12 @@ def transactional_producer(
     # A session that cannot reach its transaction coordinator ends soon and starts over with
     # fresh connections and metadata: after a broker failover kafka-python can keep waiting on
     # the old coordinator for the whole default timeout (30s a request, 60s for init).
-    conf = {"request_timeout_ms": 10_000, "max_block_ms": 20_000} | overrides
+    # Right after a commit the coordinator answers the next transaction's AddPartitionsToTxn
+    # with CONCURRENT_TRANSACTIONS until its markers are written; kafka-python retries after
+    # retry_backoff_ms, 100 ms by default, which was most of a hop's latency (measured: p95 of a
+    # transaction 113 ms at 100 ms, 34 ms at 20 ms). Java's client retries that case after 20 ms.
+    conf = {"request_timeout_ms": 10_000, "max_block_ms": 20_000, "retry_backoff_ms": 20}
+    conf |= overrides
     prod = producer(settings, transactional_id=transactional_id, **conf)
     try:
         prod.init_transactions()
