@@ -23,7 +23,7 @@ from aggregator.registry import RegistryView
 from schemas.codec import Reason, Rejected, b64, decode_score, encode
 from schemas.models import DeadLetter, JoinState, LabelRecord, ScoreRecord
 from triage import kafka_clients, metrics
-from triage.registry import RegistryReader
+from triage.registry import RegistryReader, now_ms
 from triage.settings import AggregatorSettings
 from triage.streaming import (
     Output,
@@ -40,10 +40,6 @@ log = logging.getLogger(__name__)
 # A changelog partition that stops delivering records this long before its end ends the session
 # (and so the restore is retried from scratch): deciding with part of the state could double.
 RESTORE_STALL_S = 30.0
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Aggregator:

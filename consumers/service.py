@@ -35,6 +35,7 @@ from triage.registry import (
     announcement_key,
     claim_votes,
     class_output,
+    now_ms,
     read_registry,
     voter_records,
     when,
@@ -206,7 +207,7 @@ class ClassifierUnit:
         s = self.settings
         view = read_registry(s)
         self._refuse_shared_group(view)
-        now = int(time.time() * 1000)
+        now = now_ms()
         claims = {}
         for model in self.models:
             known = view.announcement(model.label, model.version)
@@ -247,7 +248,7 @@ class ClassifierUnit:
 
     def _announcements(self) -> list[Output]:
         self._last_heartbeat = time.monotonic()
-        now = int(time.time() * 1000)
+        now = now_ms()
         return [
             Output(
                 self.settings.registry,

@@ -22,7 +22,7 @@ from consumers.training import DataError
 from producer.readers import InputError
 from triage import kafka_cli, security
 from triage.kafka_local import LocalKafkaError
-from triage.registry import RegistryError
+from triage.registry import RegistryError, now_ms
 from triage.settings import (
     AggregatorSettings,
     ClassifierSettings,
@@ -375,14 +375,13 @@ def cmd_classifier(args: argparse.Namespace) -> int:
 
 
 def cmd_classifiers(args: argparse.Namespace) -> int:
-    import time
 
     from triage.lifecycle import classifier_rows, format_rows, row_json
     from triage.registry import read_registry
 
     settings = settings_from(ClassifierSettings, args)
     view = read_registry(settings)
-    now = int(time.time() * 1000)
+    now = now_ms()
     rows = classifier_rows(view, now, settings.heartbeat_s)
     if args.json:
         for row in rows:

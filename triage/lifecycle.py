@@ -12,7 +12,6 @@ scores topic against the committed results. Row building and reports are pure fu
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
@@ -30,6 +29,9 @@ from triage.registry import (
     stale,
     voter_records,
     when,
+)
+from triage.registry import (
+    now_ms as current_ms,
 )
 from triage.settings import ClassifierSettings
 from triage.streaming import Output
@@ -123,7 +125,7 @@ def format_rows(rows: list[Row], now_ms: int) -> list[str]:
 def promote(settings: ClassifierSettings, label: str, version: str, force: bool = False) -> str:
     check_label(label)
     view = read_registry(settings)
-    now = _ms()
+    now = current_ms()
     record = view.class_record(label)
     if record is not None and latest(record).version == version:
         return f"{label}@{version} already votes (from {when(latest(record).since_ms)})"
@@ -182,7 +184,7 @@ def _retire_version(
 ) -> str:
     record = view.class_record(label)
     if record is not None:
-        current = voter_at(record, _ms())
+        current = voter_at(record, current_ms())
         if version in {latest(record).version, current.version if current else None}:
             raise RegistryError(
                 f"{label}@{version} votes: promote another version first, or retire the whole "
@@ -256,7 +258,3 @@ def _write(settings: ClassifierSettings, outputs: list[Output]) -> None:
             producer.send(out.topic, key=out.key, value=out.value).get(timeout=30)
     finally:
         producer.close(timeout=5)
-
-
-def _ms() -> int:
-    return int(time.time() * 1000)

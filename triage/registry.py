@@ -154,7 +154,7 @@ def claim_votes(
         if attempt == WRITE_ATTEMPTS - 1:
             raise RegistryError(f"class records of {sorted(lost)} keep being overwritten; retry")
         log.warning("registry: a concurrent write dropped our span for %s; again", sorted(lost))
-        again = voter_records(view, lost, _ms() + int(delay_s * 1000))
+        again = voter_records(view, lost, now_ms() + int(delay_s * 1000))
         write([class_output(settings, record, label) for label, record in again.items()])
         standing |= again
     return standing
@@ -180,7 +180,7 @@ def wait_for_classifiers(settings: CommonSettings, labels: set[str], timeout_s: 
 
 
 def _not_ready(view: RegistryView, labels: set[str]) -> list[str]:
-    announced, now = view.announced_labels(), _ms()
+    announced, now = view.announced_labels(), now_ms()
     return sorted(
         label
         for label in labels
@@ -200,5 +200,6 @@ def when(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _ms() -> int:
+def now_ms() -> int:
+    """Wall-clock milliseconds, the unit of Kafka timestamps and registry times."""
     return int(time.time() * 1000)
