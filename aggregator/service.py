@@ -78,6 +78,7 @@ class Aggregator:
         self._positions = PositionWatch()
         try:
             release_stale_offsets(producer, self.group_id)
+            kafka_clients.know_topics(producer, s.labels, s.aggregator_state, s.dead_letters)
             kafka_clients.subscribe(consumer, s.scores, _Rebalance(self))
             log.info("aggregator %s joined group %s", self.instance_id, self.group_id)
             while not stop.is_set():

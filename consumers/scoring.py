@@ -87,7 +87,9 @@ class _Group:
         parts = [block(texts) for block in self.blocks]
         out: dict[str, np.ndarray] = {}
         if self.labels:
-            decision = self.intercepts + sum(x @ w for x, w in zip(parts, self.weights, strict=True))
+            decision = self.intercepts + sum(
+                x @ w for x, w in zip(parts, self.weights, strict=True)
+            )
             for j, (label, calibrate) in enumerate(zip(self.labels, self.calibration, strict=True)):
                 out[label] = calibrate(decision[:, j])
         if self.other:

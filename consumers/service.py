@@ -126,6 +126,7 @@ class ClassifierUnit:
         self._positions = PositionWatch()
         try:
             release_stale_offsets(producer, self.group_id)
+            kafka_clients.know_topics(producer, s.scores)
             self._announce(producer)
             kafka_clients.subscribe(consumer, s.texts)
             log.info(

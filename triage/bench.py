@@ -34,6 +34,7 @@ from schemas.models import TextRecord
 from triage import kafka_clients, kafka_local, supervisor
 from triage.registry import wait_for_classifiers
 from triage.settings import CommonSettings, ProducerSettings
+from triage.streaming import settle_heap
 
 log = logging.getLogger(__name__)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -51,6 +52,7 @@ class RunResult:
     missing: int
     agreement: float
     complete: float
+    warmup_p99_ms: float  # the texts published while the pipeline was starting (not measured)
 
 
 def select_classes(data: Dataset, k: int | None) -> Dataset:
@@ -63,9 +65,10 @@ def select_classes(data: Dataset, k: int | None) -> Dataset:
     )
 
 
-def prepare_models(data: Dataset, models_dir: Path | None) -> tuple[Path, list[str]]:
-    """Held-out texts of the split, and a models folder trained on the training part."""
-    _, held_out, _, _ = split(data)
+def prepare_models(data: Dataset, models_dir: Path | None) -> tuple[Path, list[str], list[str]]:
+    """A models folder trained on the training part of the split, and the held-out texts and
+    their classes."""
+    _, held_out, _, held_out_labels = split(data)
     if models_dir is None:
         models_dir = Path(tempfile.mkdtemp(prefix="triage-bench-models-"))
         started = time.monotonic()
@@ -73,7 +76,7 @@ def prepare_models(data: Dataset, models_dir: Path | None) -> tuple[Path, list[s
         log.info(
             "trained %d classifiers in %.1fs", len(set(data.labels)), time.monotonic() - started
         )
-    return models_dir, held_out
+    return models_dir, held_out, held_out_labels
 
 
 def inprocess_rate(
@@ -138,12 +141,19 @@ class ResultCollector(threading.Thread):
         super().__init__(daemon=True)
         self.settings = settings
         self.expected = expected
-        self.arrivals: dict[str, list[tuple[float, str | None, int]]] = {}
-        self.count = 0
-        self.complete = 0
+        # id -> every arrival: (wall clock, label, latency ms, complete)
+        self.arrivals: dict[str, list[tuple[float, str | None, int, bool]]] = {}
         self.done = threading.Event()
         self.stop = threading.Event()
         self.ready = threading.Event()
+
+    def wait_for(self, ids: list[str], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not all(i in self.arrivals for i in ids):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     def run(self) -> None:
         consumer = kafka_clients.consumer(self.settings, group_id=None, fetch_max_wait_ms=20)
@@ -161,10 +171,8 @@ class ResultCollector(threading.Thread):
                         continue
                     latency_ms = now * 1000 - result.text_timestamp_ms
                     self.arrivals.setdefault(result.id, []).append(
-                        (now, result.label, int(latency_ms))
+                        (now, result.label, int(latency_ms), result.complete)
                     )
-                    self.complete += result.complete
-                    self.count += 1
             if len(self.arrivals) >= self.expected:
                 self.done.set()
         consumer.close()
@@ -178,7 +186,11 @@ def run_once(
     colocated: bool,
     rate: float | None,
     timeout_s: float,
+    warmup: int = 0,
 ) -> RunResult:
+    """One run on fresh topics. The first `warmup` texts (at the same rate) are published and
+    their results awaited before anything is measured: until then the consumer groups are still
+    joining and the clients fetching metadata, which is start-up, not the pipeline's speed."""
     os.environ["TRIAGE_TOPIC_PREFIX"] = f"bench-{uuid.uuid4().hex[:8]}-"
     # Measure complete joins: a classifier running behind must not be decided without.
     os.environ.setdefault("TRIAGE_JOIN_TIMEOUT_S", "600")
@@ -189,14 +201,20 @@ def run_once(
         child.start()
     try:
         wait_for_classifiers(settings, set(labels), timeout_s=180)
+        warm = [TextRecord(id=f"w{i:07d}", text=texts[i % len(texts)]) for i in range(warmup)]
         records = [TextRecord(id=f"b{i:07d}", text=t) for i, t in enumerate(texts)]
-        collector = ResultCollector(settings, len(records))
+        collector = ResultCollector(settings, len(warm) + len(records))
         collector.start()
         collector.ready.wait(30)
-        pids = [c.process.pid for c in children if c.process]
-        cpu_before = cpu_seconds(pids)
-        first_publish = time.time()
-        _publish(records, rate)
+        with Publisher(ProducerSettings()) as publisher:
+            if warm:
+                _publish(publisher, warm, rate)
+                if not collector.wait_for([r.id for r in warm], timeout_s):
+                    raise RuntimeError(f"warm-up: not every result arrived in {timeout_s:.0f}s")
+            pids = [c.process.pid for c in children if c.process]
+            cpu_before = cpu_seconds(pids)
+            first_publish = time.time()
+            _publish(publisher, records, rate)
         collector.done.wait(timeout_s)
         time.sleep(0.5)  # let duplicates, if any, show up
         collector.stop.set()
@@ -204,15 +222,16 @@ def run_once(
         cpu_used = cpu_seconds(pids) - cpu_before
     finally:
         supervisor.shutdown(children)
-    return _summarise(collector, records, expected, first_publish, cpu_used)
+    return _summarise(collector, records, expected, first_publish, cpu_used, warm)
 
 
-def _summarise(collector, records, expected, first_publish, cpu_used) -> RunResult:
-    arrivals = collector.arrivals
+def _summarise(collector, records, expected, first_publish, cpu_used, warm=()) -> RunResult:
+    arrivals = {r.id: collector.arrivals[r.id] for r in records if r.id in collector.arrivals}
     firsts = [a[0] for a in arrivals.values()]
-    last = max((t for t, _, _ in firsts), default=first_publish)
-    latencies = sorted(lat for _, _, lat in firsts)
+    last = max((a[0] for a in firsts), default=first_publish)
+    latencies = sorted(a[2] for a in firsts)
     agree = sum(1 for r in records if r.id in arrivals and arrivals[r.id][0][1] == expected[r.id])
+    every = [a for each in arrivals.values() for a in each]
     n = len(records)
     return RunResult(
         throughput=round(len(arrivals) / max(last - first_publish, 1e-9), 1),
@@ -220,11 +239,14 @@ def _summarise(collector, records, expected, first_publish, cpu_used) -> RunResu
         p95_ms=_percentile(latencies, 95),
         p99_ms=_percentile(latencies, 99),
         cpu_s_per_1000=round(cpu_used / n * 1000, 3),
-        results=sum(len(a) for a in arrivals.values()),
-        duplicates=sum(len(a) - 1 for a in arrivals.values()),
+        results=len(every),
+        duplicates=len(every) - len(arrivals),
         missing=n - len(arrivals),
         agreement=round(agree / n, 5),
-        complete=round(collector.complete / max(1, collector.count), 5),
+        complete=round(sum(a[3] for a in every) / max(1, len(every)), 5),
+        warmup_p99_ms=_percentile(
+            sorted(collector.arrivals[r.id][0][2] for r in warm if r.id in collector.arrivals), 99
+        ),
     )
 
 
@@ -235,18 +257,17 @@ def _percentile(values: list[int], q: float) -> float:
     return float(values[index])
 
 
-def _publish(records: list[TextRecord], rate: float | None) -> None:
-    with Publisher(ProducerSettings()) as publisher:
-        if not rate:
-            publisher.publish(records)
-            return
-        chunk = max(1, int(rate / 100))  # send every 10 ms
-        started = time.monotonic()
-        for i in range(0, len(records), chunk):
-            delay = started + i / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            publisher.publish(records[i : i + chunk])
+def _publish(publisher: Publisher, records: list[TextRecord], rate: float | None) -> None:
+    if not rate:
+        publisher.publish(records)
+        return
+    chunk = max(1, int(rate / 100))  # send every 10 ms
+    started = time.monotonic()
+    for i in range(0, len(records), chunk):
+        delay = started + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        publisher.publish(records[i : i + chunk])
 
 
 def bench(
@@ -258,24 +279,29 @@ def bench(
     repeat: int,
     models_dir: Path | None,
     timeout_s: float = 600,
+    warmup: int | None = None,
 ) -> dict:
     data = select_classes(read_dataset(data_path), classes)
-    models_dir, held_out = prepare_models(data, models_dir)
+    models_dir, held_out, held_out_labels = prepare_models(data, models_dir)
     models = load_models(models_dir, sorted(set(data.labels)))
     labels = [m.label for m in models]
     texts = [held_out[i % len(held_out)] for i in range(messages)]
+    truth = [held_out_labels[i % len(held_out)] for i in range(messages)]
     colocated = mode == "colocated"
     offline = Scorer(models).score(texts)
-    expected = {
-        f"b{i:07d}": decide({k: float(v[i]) for k, v in offline.items()}).label
-        for i in range(len(texts))
-    }
+    fast = [decide({k: float(v[i]) for k, v in offline.items()}).label for i in range(len(texts))]
+    expected = {f"b{i:07d}": label for i, label in enumerate(fast)}
+    if warmup is None:  # three seconds of traffic, or 500 texts at full speed
+        warmup = int(3 * rate) if rate else 500
     limit = inprocess_rate(models, held_out * max(1, 2000 // len(held_out)), colocated)
     started_broker = _ensure_broker()
+    settle_heap()  # no full collection pausing the result collector's clock mid-run
     try:
         runs = []
         for i in range(repeat):
-            result = run_once(models_dir, labels, texts, expected, colocated, rate, timeout_s)
+            result = run_once(
+                models_dir, labels, texts, expected, colocated, rate, timeout_s, warmup
+            )
             log.info("run %d/%d: %s", i + 1, repeat, result)
             runs.append(result)
     finally:
@@ -294,6 +320,11 @@ def bench(
         "p99_ms": statistics.median(r.p99_ms for r in runs),
         "cpu_s_per_1000": statistics.median(r.cpu_s_per_1000 for r in runs),
         "inprocess_throughput": round(limit, 1),
+        "warmup": warmup,
+        # The pipeline's labels equal `fast` (`agreement`); the default path is scikit-learn's
+        # own predict_proba of every model, as training evaluated them.
+        "accuracy": _accuracy(fast, truth),
+        "default_path_accuracy": _accuracy(default_path_labels(models, texts), truth),
         "join_us_per_record_by_pending": {
             str(n): round(statistics.median(join_cost_us(len(labels), n) for _ in range(3)), 1)
             for n in (0, 10_000, 100_000)
@@ -306,6 +337,19 @@ def bench(
         "complete": min(r.complete for r in runs),
         "runs": [asdict(r) for r in runs],
     }
+
+
+def default_path_labels(models: list[LoadedModel], texts: list[str]) -> list[str | None]:
+    """Winners through each model's scikit-learn pipeline, without the fast scorer."""
+    columns = {
+        m.label: m.pipeline.predict_proba(texts)[:, list(m.pipeline.classes_).index(1)]
+        for m in models
+    }
+    return [decide({k: float(v[i]) for k, v in columns.items()}).label for i in range(len(texts))]
+
+
+def _accuracy(predicted: list[str | None], truth: list[str]) -> float:
+    return round(sum(p == t for p, t in zip(predicted, truth, strict=True)) / len(truth), 5)
 
 
 def _ensure_broker() -> bool:
@@ -333,5 +377,8 @@ def format_summary(report: dict) -> str:
         ),
         f"  correctness       {report['missing']} missing, {report['duplicates']} duplicates, "
         f"agreement with offline {report['agreement']:.2%}, complete {report['complete']:.2%}",
+        f"  accuracy          {report['accuracy']:.2%} through the pipeline, "
+        f"{report['default_path_accuracy']:.2%} through scikit-learn's default path",
+        f"  warm-up           {report['warmup']} texts before each measured run",
     ]
     return "\n".join(lines)

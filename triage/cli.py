@@ -299,6 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["colocated", "per-process"], default="colocated")
     p.add_argument("--repeat", type=int, default=3, help="runs; medians are reported")
     p.add_argument("--models", type=Path, help="reuse trained models instead of training")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        help="texts published (at --rate) and awaited before each measured run; "
+        "default: 3 s of traffic, or 500 at full speed",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 
@@ -490,7 +496,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from triage.bench import bench, format_summary
 
     report = bench(
-        args.data, args.classes, args.messages, args.rate, args.mode, args.repeat, args.models
+        args.data,
+        args.classes,
+        args.messages,
+        args.rate,
+        args.mode,
+        args.repeat,
+        args.models,
+        warmup=args.warmup,
     )
     print(json.dumps(report, indent=2) if args.json else format_summary(report))
     return 0 if report["missing"] == 0 and report["duplicates"] == 0 else 1

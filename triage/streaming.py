@@ -9,6 +9,7 @@ starts from the committed offsets, so a batch is either wholly visible or never 
 from __future__ import annotations
 
 import faulthandler
+import gc
 import logging
 import os
 import signal
@@ -221,6 +222,18 @@ def beat() -> None:
         _liveness.beat()
 
 
+def settle_heap() -> None:
+    """Move everything allocated so far (modules, models) out of the garbage collector's way.
+
+    A full collection walks every tracked object: with the models and libraries loaded that
+    took 65-75 ms a time, a stall every few seconds for whatever the loop was carrying
+    (measured in a co-located classifier at 200 texts/s). Frozen objects are never scanned, so
+    a full collection only walks what the loop itself allocates.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def run_sessions(
     name: str,
     session: Callable[[threading.Event], None],
@@ -233,6 +246,7 @@ def run_sessions(
     no progress (no `beat()`) for that long. One such loop per process.
     """
     global _liveness
+    settle_heap()
     if stall_limit_s is not None:
         _liveness = Liveness(name, stall_limit_s, stop).start()
     backoff = 0.5

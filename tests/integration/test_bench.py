@@ -1,0 +1,44 @@
+"""`triage bench` end to end on the test run's broker: correctness of what it reports, not speed."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+import pytest
+from conftest import DEMO_TRAIN
+
+pytestmark = pytest.mark.integration
+
+REPORT_KEYS = {"throughput", "p50_ms", "p95_ms", "p99_ms", "inprocess_throughput", "ratio"}
+
+
+@pytest.mark.parametrize(("mode", "rate"), [("colocated", None), ("per-process", 100)])
+def test_bench_reports_every_text_once_with_offline_labels(env, demo_models, mode, rate):
+    args = ["--data", str(DEMO_TRAIN), "--classes", "3", "--messages", "60", "--repeat", "2"]
+    args += ["--warmup", "20", "--mode", mode, "--models", str(demo_models), "--json"]
+    if rate:
+        args += ["--rate", str(rate)]
+    done = subprocess.run(
+        [sys.executable, "-m", "triage.cli", "--log-level", "WARNING", "bench", *args],
+        env=os.environ | env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert set(report) >= REPORT_KEYS
+    assert (report["mode"], report["classes"], report["warmup"]) == (mode, 3, 20)
+    assert len(report["runs"]) == 2
+    for run in report["runs"]:
+        assert (run["results"], run["missing"], run["duplicates"]) == (60, 0, 0)
+        assert run["agreement"] == 1.0 and run["complete"] == 1.0
+        assert 0 < run["p50_ms"] <= run["p95_ms"] <= run["p99_ms"]
+        assert run["throughput"] > 0 and run["cpu_s_per_1000"] > 0
+    assert report["throughput"] == statistics.median(r["throughput"] for r in report["runs"])
+    assert report["accuracy"] == report["default_path_accuracy"]
+    assert report["ratio"] == round(report["throughput"] / report["inprocess_throughput"], 3)
