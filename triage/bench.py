@@ -16,6 +16,7 @@ groups joining. Several repetitions on fresh topics; medians are reported.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import statistics
 import tempfile
@@ -95,6 +96,42 @@ def inprocess_rate(
         for scorer in scorers:
             scorer.score(texts[start : start + batch])
     return len(texts) / (time.process_time() - started)
+
+
+def _score_unit(unit: list[LoadedModel], texts: list[str], batch: int, start, results) -> None:
+    scorer = Scorer(unit)
+    scorer.score(texts[:batch])  # warm-up
+    start.wait()
+    for i in range(0, len(texts), batch):
+        scorer.score(texts[i : i + batch])
+    results.put(time.perf_counter())
+
+
+def deployment_rate(
+    models: list[LoadedModel], texts: list[str], colocated: bool, batch: int = 500
+) -> float:
+    """Texts/s of the deployment's classifier processes scoring at once on this machine, with
+    no Kafka at all: one process per classifier (or the one co-located process), each scoring
+    every text in batches. What the deployment could reach if moving texts and scores cost
+    nothing; the pipeline's throughput against it is what the Kafka path costs."""
+    units = [models] if colocated else [[m] for m in models]
+    ctx = multiprocessing.get_context("fork")  # the children inherit the loaded models
+    start, results = ctx.Barrier(len(units) + 1), ctx.Queue()
+    workers = [
+        ctx.Process(target=_score_unit, args=(unit, texts, batch, start, results)) for unit in units
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        start.wait(timeout=300)
+        began = time.perf_counter()
+        finished = max(results.get(timeout=600) for _ in workers)
+    finally:
+        for worker in workers:
+            worker.join(10)
+            if worker.is_alive():
+                worker.kill()
+    return len(texts) / (finished - began)
 
 
 def join_cost_us(classes: int, pending: int, records: int = 20_000) -> float:
@@ -296,7 +333,9 @@ def bench(
     expected = {f"b{i:07d}": label for i, label in enumerate(fast)}
     if warmup is None:  # three seconds of traffic, or 500 texts at full speed
         warmup = int(3 * rate) if rate else 500
-    limit = inprocess_rate(models, held_out * max(1, 2000 // len(held_out)), colocated)
+    sample = held_out * max(1, 2000 // len(held_out))
+    limit = inprocess_rate(models, sample, colocated)
+    shape = deployment_rate(models, sample, colocated)
     started_broker = _ensure_broker()
     settle_heap()  # no full collection pausing the result collector's clock mid-run
     try:
@@ -333,6 +372,11 @@ def bench(
             for n in (0, 10_000, 100_000)
         },
         "ratio": round(throughput / limit, 3),
+        # against the limit times every core (the broker shares them), and against the same
+        # processes scoring with no Kafka in between
+        "cores_ratio": round(throughput / (limit * (os.cpu_count() or 1)), 3),
+        "no_kafka_throughput": round(shape, 1),
+        "no_kafka_ratio": round(throughput / shape, 3),
         "cores": os.cpu_count(),
         "duplicates": sum(r.duplicates for r in runs),
         "missing": sum(r.missing for r in runs),
@@ -372,7 +416,10 @@ def format_summary(report: dict) -> str:
         f"p99 {report['p99_ms']:.0f} ms",
         f"  CPU               {report['cpu_s_per_1000']:.2f} s per 1,000 texts (pipeline)",
         f"  in-process limit  {report['inprocess_throughput']:.0f} texts/s on one core "
-        f"(ratio {report['ratio']:.2f}, {report['cores']} cores)",
+        f"(ratio {report['ratio']:.2f}; {report['cores_ratio']:.2f} of it times "
+        f"{report['cores']} cores)",
+        f"  without Kafka     {report['no_kafka_throughput']:.0f} texts/s: the same classifier "
+        f"processes scoring at once (ratio {report['no_kafka_ratio']:.2f})",
         "  aggregator join   "
         + ", ".join(
             f"{v} us/record at {k} pending"

@@ -13,7 +13,11 @@ from conftest import DEMO_TRAIN
 
 pytestmark = pytest.mark.integration
 
-REPORT_KEYS = {"throughput", "p50_ms", "p95_ms", "p99_ms", "inprocess_throughput", "ratio"}
+REPORT_KEYS = {"throughput", "p50_ms", "p95_ms", "p99_ms", "inprocess_throughput", "ratio"} | {
+    "cores_ratio",
+    "no_kafka_throughput",
+    "no_kafka_ratio",
+}
 
 
 @pytest.mark.parametrize(("mode", "rate"), [("colocated", None), ("per-process", 100)])
@@ -42,3 +46,4 @@ def test_bench_reports_every_text_once_with_offline_labels(env, demo_models, mod
     assert report["throughput"] == statistics.median(r["throughput"] for r in report["runs"])
     assert report["accuracy"] == report["default_path_accuracy"]
     assert report["ratio"] == round(report["throughput"] / report["inprocess_throughput"], 3)
+    assert report["no_kafka_throughput"] > 0
