@@ -226,9 +226,9 @@ def settle_heap() -> None:
     """Move everything allocated so far (modules, models) out of the garbage collector's way.
 
     A full collection walks every tracked object: with the models and libraries loaded that
-    took 65-75 ms a time, a stall every few seconds for whatever the loop was carrying
-    (measured in a co-located classifier at 200 texts/s). Frozen objects are never scanned, so
-    a full collection only walks what the loop itself allocates.
+    took 40-75 ms, a pause for whatever batch the loop was carrying (measured in a co-located
+    classifier at 200 texts/s). Frozen objects are never scanned, so a full collection only
+    walks what the loop itself allocates.
     """
     gc.collect()
     gc.freeze()
