@@ -70,8 +70,13 @@ class CommonSettings(BaseSettings):
         description="stable per running instance: a restart with the same id fences its zombie",
     )
 
+    # The broker answers a waiting fetch as soon as committed data arrives, so this bounds only
+    # how often an idle consumer asks. Measured on 2 cores: at 200 texts/s p99 is the same at 25
+    # and 100 ms (70 / 68 ms) and worse at 500 (93 ms); an idle classifier costs 5.7 % of a core
+    # at 25 ms and 1.4 % at 500; one process per class for 20 classes does 275 texts/s at 25 ms
+    # and 317 at 100 (their idle fetching competes with the scoring).
     fetch_max_wait_ms: int = Field(
-        default=25, ge=0, description="longest a fetch waits for data: bounds each hop's latency"
+        default=100, ge=0, description="longest a fetch waits for data before returning empty"
     )
 
     compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = Field(
