@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 from scipy import sparse
@@ -60,16 +61,16 @@ class _Group:
     """Classifiers of one featuriser: one featurisation and one matrix product per batch."""
 
     def __init__(self, models: list[LoadedModel]) -> None:
-        features = models[0].pipeline.named_steps["features"]
-        self.blocks = _blocks(features)
-        self.widths = [_width(block_owner) for block_owner in _block_owners(features)]
+        owners = _block_owners(models[0].pipeline.named_steps["features"])
+        self.blocks = [_tfidf_block(t) if _fast_tfidf(t) else t.transform for t in owners]
+        widths = [_width(t) for t in owners]
         linear = [(m, _linear(m.pipeline.named_steps["clf"])) for m in models]
         self.other = [m for m, head in linear if head is None]
         fast = [(m, head) for m, head in linear if head is not None]
         self.labels = [m.label for m, _ in fast]
-        if fast and None not in self.widths:
+        if fast and None not in widths:
             weights = np.ascontiguousarray(np.vstack([head.coef for _, head in fast]).T)
-            edges = np.cumsum([0, *self.widths])
+            edges = np.cumsum([0, *widths])
             if edges[-1] != weights.shape[0]:
                 raise ValueError(
                     f"{models[0].label}: {weights.shape[0]} weights for {edges[-1]} features"
@@ -100,11 +101,10 @@ class _Group:
         return out
 
 
-class _Linear:
-    def __init__(
-        self, coef: np.ndarray, intercept: float, calibration: Callable[[np.ndarray], np.ndarray]
-    ) -> None:
-        self.coef, self.intercept, self.calibration = coef, intercept, calibration
+class _Linear(NamedTuple):
+    coef: np.ndarray
+    intercept: float
+    calibration: Callable[[np.ndarray], np.ndarray]
 
 
 def _linear(clf: object) -> _Linear | None:
@@ -130,6 +130,7 @@ def _logistic(clf: object) -> _Linear | None:
 
 
 def _block_owners(features: object) -> list[object]:
+    """The featuriser as column blocks, in order (a FeatureUnion's are its transformers)."""
     if isinstance(features, FeatureUnion) and _plain_union(features):
         return [t for _, t in features.transformer_list]
     return [features]
@@ -139,11 +140,6 @@ def _plain_union(union: FeatureUnion) -> bool:
     return not union.transformer_weights and all(
         t not in ("drop", "passthrough") for _, t in union.transformer_list
     )
-
-
-def _blocks(features: object) -> list[Block]:
-    """The featuriser as column blocks, in order (a FeatureUnion's are its transformers)."""
-    return [_tfidf_block(t) if _fast_tfidf(t) else t.transform for t in _block_owners(features)]
 
 
 def _width(transformer: object) -> int | None:

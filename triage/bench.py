@@ -25,6 +25,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from kafka import TopicPartition
 
@@ -329,7 +330,7 @@ def bench(
     truth = [held_out_labels[i % len(held_out)] for i in range(messages)]
     colocated = mode == "colocated"
     offline = Scorer(models).score(texts)
-    fast = [decide({k: float(v[i]) for k, v in offline.items()}).label for i in range(len(texts))]
+    fast = winners(offline)
     expected = {f"b{i:07d}": label for i, label in enumerate(fast)}
     if warmup is None:  # three seconds of traffic, or 500 texts at full speed
         warmup = int(3 * rate) if rate else 500
@@ -388,11 +389,18 @@ def bench(
 
 def default_path_labels(models: list[LoadedModel], texts: list[str]) -> list[str | None]:
     """Winners through each model's scikit-learn pipeline, without the fast scorer."""
-    columns = {
-        m.label: m.pipeline.predict_proba(texts)[:, list(m.pipeline.classes_).index(1)]
-        for m in models
-    }
-    return [decide({k: float(v[i]) for k, v in columns.items()}).label for i in range(len(texts))]
+    return winners(
+        {
+            m.label: m.pipeline.predict_proba(texts)[:, list(m.pipeline.classes_).index(1)]
+            for m in models
+        }
+    )
+
+
+def winners(columns: dict[str, Any]) -> list[str | None]:
+    """The decision for every text, from each class's column of probabilities."""
+    count = len(next(iter(columns.values()), []))
+    return [decide({k: float(v[i]) for k, v in columns.items()}).label for i in range(count)]
 
 
 def _accuracy(predicted: list[str | None], truth: list[str]) -> float:
