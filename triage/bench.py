@@ -251,7 +251,7 @@ def run_once(
             if warm:
                 _publish(publisher, warm, rate)
                 if not collector.wait_for([r.id for r in warm], timeout_s):
-                    raise RuntimeError(f"warm-up: not every result arrived in {timeout_s:.0f}s")
+                    raise TimeoutError(f"warm-up: not every result arrived in {timeout_s:.0f}s")
             pids = [c.process.pid for c in children if c.process]
             cpu_before = cpu_seconds(pids)
             first_publish = time.time()

@@ -495,16 +495,20 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from triage.bench import bench, format_summary
 
-    report = bench(
-        args.data,
-        args.classes,
-        args.messages,
-        args.rate,
-        args.mode,
-        args.repeat,
-        args.models,
-        warmup=args.warmup,
-    )
+    try:
+        report = bench(
+            args.data,
+            args.classes,
+            args.messages,
+            args.rate,
+            args.mode,
+            args.repeat,
+            args.models,
+            warmup=args.warmup,
+        )
+    except TimeoutError as exc:  # the pipeline did not start or keep up; the logs say which
+        print(f"triage bench: error: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(report, indent=2) if args.json else format_summary(report))
     return 0 if report["missing"] == 0 and report["duplicates"] == 0 else 1
 
