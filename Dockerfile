@@ -9,7 +9,10 @@ COPY schemas schemas
 COPY producer producer
 COPY consumers consumers
 COPY aggregator aggregator
-RUN pip install --no-cache-dir .
+COPY training training
+COPY gateway gateway
+# The `serve` extra for `triage serve`; no `report` extra (matplotlib): the services never plot.
+RUN pip install --no-cache-dir ".[serve]"
 
 COPY demo/data/train.csv demo/data/train.csv
 RUN triage train --data demo/data/train.csv --out /models

@@ -3,22 +3,32 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install demo test test-unit lint schemas clean
+.PHONY: install system-deps demo serve test test-unit lint schemas clean
 
-install: $(VENV)/.installed .triage/kafka-libs/.ready
+install: system-deps $(VENV)/.installed .triage/kafka-libs/.ready
 
-$(VENV)/.installed: pyproject.toml
+# Debian packages (Java, Maven, python3-venv, Prometheus, docker-compose, Chromium): only what
+# is missing, a few command lookups when nothing is. .ci/run runs the same script.
+system-deps:
+	@bash scripts/install-system-deps.sh
+
+# `report`: matplotlib, for `triage evaluate --report` and its tests; `serve`: `triage serve`.
+$(VENV)/.installed: pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e ".[dev]"
+	$(VENV)/bin/pip install --quiet -e ".[dev,report,serve]"
 	touch $@
 
-.triage/kafka-libs/.ready: $(VENV)/.installed triage/kafka_pom.xml
-	$(PY) -c "from triage import kafka_local as k; k.ensure_jars(k.default_libs_dir())"
+.triage/kafka-libs/.ready: $(VENV)/.installed triage/local/kafka_pom.xml
+	$(PY) -c "from triage.local import cluster as k; k.ensure_jars(k.default_libs_dir())"
 	touch $@
 
 demo: install
 	$(PY) -m demo.run
+
+# The demo, then its pipeline kept running behind `triage serve`: open the printed address.
+serve: install
+	$(PY) -m demo.run --serve
 
 test: install
 	$(VENV)/bin/pytest
@@ -30,6 +40,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 schemas: install
 	$(PY) -m schemas.export

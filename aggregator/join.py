@@ -20,8 +20,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 from aggregator.decision import decide
-from aggregator.registry import RegistryView, Voters
 from schemas.models import JoinState, LabelRecord, Refusal, ScoreRecord
+from triage.registry.view import RegistryView, Voters
 
 
 @dataclass(frozen=True, slots=True)

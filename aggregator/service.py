@@ -1,142 +1,120 @@
 """`triage aggregate`: join scores by message id and publish one labelled result per text.
 
-Kafka at the edges of `JoinTable`. The service consumes the scores topic in a consumer group,
-so aggregators scale out by partitions. Each scores partition has its own join table, backed by
-the same-numbered partition of a compacted changelog topic that is written in the same
-transaction as the results and the input offsets. When a partition is assigned (start, restart
-after a crash, or rebalance), its table is rebuilt by replaying its changelog partition with
-`read_committed`, so pending joins come back with their timeout clocks and decided messages
-keep their markers: nothing is decided twice and nothing waits forever.
+A step on the runtime around the pure `JoinTable`. The service consumes the scores topic in a
+consumer group, so aggregators scale out by partitions. Each scores partition has its own join
+table, the runtime's partition state: backed by the same-numbered partition of a compacted
+changelog topic that is written in the same transaction as the results and the input offsets.
+When a partition is assigned (start, restart after a crash, or rebalance), the runtime rebuilds
+its table by replaying its changelog partition with `read_committed`, so pending joins come back
+with their timeout clocks and decided messages keep their markers: nothing is decided twice and
+nothing waits forever.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
+from collections.abc import Sequence
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
-from kafka.errors import KafkaTimeoutError
-
+from aggregator import metrics
 from aggregator.join import JoinTable, Outcome, Refused
-from aggregator.registry import RegistryView
-from schemas.codec import Reason, Rejected, b64, decode_score, encode
-from schemas.models import DeadLetter, JoinState, LabelRecord, ScoreRecord
-from triage import kafka_clients, metrics
-from triage.registry import RegistryReader, now_ms
-from triage.settings import AggregatorSettings
-from triage.streaming import (
-    Output,
-    PositionWatch,
-    beat,
-    commit_batch,
-    next_offsets,
-    release_stale_offsets,
-    run_sessions,
-)
+from schemas.codec import Reason, Rejected, decode_score, encode
+from schemas.models import DeadLetter, JoinState, LabelRecord, Refusal, ScoreRecord
+from triage.registry.store import RegistryReader
+from triage.registry.view import RegistryView
+from triage.runtime.app import Service, Session
+from triage.runtime.clock import now_ms as wall_ms
+from triage.runtime.records import Batch, Output, Record
+from triage.runtime.settings import AggregatorSettings
 
 log = logging.getLogger(__name__)
 
-# A changelog partition that stops delivering records this long before its end ends the session
-# (and so the restore is retried from scratch): deciding with part of the state could double.
-RESTORE_STALL_S = 30.0
 
+class Aggregator(Service):
+    name = "aggregator"
 
-class Aggregator:
     def __init__(self, settings: AggregatorSettings) -> None:
         self.settings = settings
         self.instance_id = settings.instance_id
         self.group_id = settings.group(settings.group_id)
+        self.inputs = (settings.scores,)
+        self.outputs = (settings.labels, settings.dead_letters)
+        self.changelog = settings.aggregator_state
+        self.max_batch = settings.max_batch
+        self.poll_timeout_ms = settings.poll_timeout_ms
         self.tables: dict[int, JoinTable] = {}
         self.view = RegistryView()
+        self.registry: RegistryReader | None = None
         # What the current batch decided, counted in the metrics once its transaction commits.
         self._results: list[LabelRecord] = []
         self._dead_reasons: list[str] = []
-        self._positions = PositionWatch()
         metrics.start_aggregator_series()
 
-    def run(self, stop: threading.Event) -> None:
-        metrics.serve(self.settings)
-        kafka_clients.ensure_topics(self.settings)
-        run_sessions("aggregator", self._session, stop, stall_limit_s=self.settings.stall_timeout_s)
+    # -- the runtime's hooks ---------------------------------------------------------------
+    def open(self, session: Session) -> None:
+        self.registry = RegistryReader(session.reader(self.settings.registry), self.view)
+        self.registry.catch_up()
 
-    # -- one session: clients live and die together ---------------------------------------
-    def _session(self, stop: threading.Event) -> None:
+    def close(self) -> None:
+        self.registry = None  # its reader closed with the session
+
+    def assign(self, partition: int) -> _TablePartition:
         s = self.settings
-        registry = RegistryReader(s, self.view)
-        registry.catch_up()
-        producer = kafka_clients.transactional_producer(
-            s, f"{self.group_id}.{self.instance_id}", transaction_timeout_ms=10_000
+        table = JoinTable(
+            self.view,
+            timeout_ms=int(s.join_timeout_s * 1000),
+            horizon_ms=int(s.dedupe_horizon_s * 1000),
+            threshold=s.threshold,
         )
-        consumer = kafka_clients.consumer(
-            s,
-            group_id=self.group_id,
-            max_poll_records=s.max_batch,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=3_000,
-        )
-        self._positions = PositionWatch()
-        try:
-            release_stale_offsets(producer, self.group_id)
-            kafka_clients.know_topics(producer, s.labels, s.aggregator_state, s.dead_letters)
-            kafka_clients.subscribe(consumer, s.scores, _Rebalance(self))
-            log.info("aggregator %s joined group %s", self.instance_id, self.group_id)
-            while not stop.is_set():
-                self._step(consumer, producer, registry)
-        finally:
-            kafka_clients.close_quietly(consumer, producer, registry)
-            self.tables.clear()
+        self.tables[partition] = table
+        return _TablePartition(table)
 
-    def _step(self, consumer: KafkaConsumer, producer, registry: RegistryReader) -> None:
-        beat()
+    def revoke(self, partition: int) -> None:
+        self.tables.pop(partition, None)
+
+    def process(self, batch: Batch, now_ms: int) -> list[Output]:
+        """Join a batch of score records; decide what completed, timed out or was refused."""
         revision = self.view.revision
         self._results, self._dead_reasons = [], []
-        registry.poll()
-        batches = consumer.poll(timeout_ms=self.settings.poll_timeout_ms)
-        if not batches:
-            self._positions.check(consumer)
-        decoded = {tp: [(r, decode_score(r.value)) for r in rs] for tp, rs in batches.items()}
-        if self._has_unknown_classifiers(decoded):
-            registry.catch_up()  # an announcement may have landed after our last read
-        now = now_ms()
+        if self.registry is not None:
+            self.registry.poll()
+        decoded = {tp: [(r, decode_score(r.value)) for r in rs] for tp, rs in batch.items()}
+        if self.registry is not None and self._has_unknown_classifiers(decoded):
+            self.registry.catch_up()  # an announcement may have landed after our last read
         outputs: list[Output] = []
         if self.view.revision != revision:
             log.info("registry changed: re-checking pending joins")
             for table in self.tables.values():
-                outputs += self._outputs(table.recheck(now))
+                outputs += self._outputs(table.recheck(now_ms))
         for tp, pairs in decoded.items():
-            owned = self.tables.get(tp.partition)
-            if owned is None:
-                continue  # revoked during this poll; the next owner replays it
+            table = self.tables[tp.partition]
             for record, score in pairs:
-                outputs += self._consume(owned, tp, record, score, now)
+                outputs += self._consume(table, record, score, now_ms)
         for table in self.tables.values():
-            outputs += self._outputs(table.expire(now))
-        outputs += self._changelog()
-        offsets = next_offsets(batches)
-        if outputs or offsets:
-            commit_batch(producer, consumer, outputs, offsets)
-            self._count(batches, outputs)
-        metrics.PENDING_JOINS.set(sum(len(t.pending) for t in self.tables.values()))
+            outputs += self._outputs(table.expire(now_ms))
+        return outputs
 
-    def _count(self, batches: dict, outputs: list[Output]) -> None:
-        metrics.count_batch("aggregator", batches, outputs)
+    def committed(self) -> None:
         metrics.count_results(self._results)
         metrics.count_shadow(self._results, self.settings.threshold)
         metrics.count_dead_letters(self._dead_reasons)
         for table in self.tables.values():
             metrics.count_join_events(table.counts)
             table.counts.clear()
+        metrics.PENDING_JOINS.set(sum(len(t.pending) for t in self.tables.values()))
+        self._results, self._dead_reasons = [], []
 
+    # -- joining ---------------------------------------------------------------------------
     def _consume(
-        self, table: JoinTable, tp: TopicPartition, record, score, now: int
+        self, table: JoinTable, record: Record, score: ScoreRecord | Rejected, now_ms: int
     ) -> list[Output]:
         if isinstance(score, Rejected):
-            return [self._dead_letter(score.id, score.reason, score.detail, tp, record)]
+            refusal = Refusal.of_record(record, score.reason, score.detail)
+            return [self._dead_letter(score.id, refusal, record.key)]
         if score.scores and not any(self.view.knows(k) for k in score.scores):
             detail = f"no registered classifier among {sorted(score.scores)}"
-            return [self._dead_letter(score.id, Reason.UNKNOWN_CLASSIFIER, detail, tp, record)]
-        return self._outputs(table.add(score, now))
+            refusal = Refusal.of_record(record, Reason.UNKNOWN_CLASSIFIER, detail)
+            return [self._dead_letter(score.id, refusal, record.key)]
+        return self._outputs(table.add(score, now_ms))
 
     def _has_unknown_classifiers(self, decoded: dict) -> bool:
         return any(
@@ -146,121 +124,46 @@ class Aggregator:
         )
 
     # -- outputs ---------------------------------------------------------------------------
-    def _outputs(self, outcomes: list[Outcome]) -> list[Output]:
+    def _outputs(self, outcomes: Sequence[Outcome]) -> list[Output]:
         outputs = []
         for outcome in outcomes:
             if isinstance(outcome, Refused):
-                outputs.append(self._refusal(outcome))
+                key = outcome.id.encode()
+                outputs.append(self._dead_letter(outcome.id, outcome.refusal, key, "classifier"))
             else:
                 self._results.append(outcome)
                 key = outcome.id.encode()
                 outputs.append(Output(self.settings.labels, key, encode(outcome)))
         return outputs
 
-    def _refusal(self, refused: Refused) -> Output:
-        r = refused.refusal
-        self._dead_reasons.append(r.reason)
-        letter = DeadLetter(
-            id=refused.id,
-            reason=r.reason,
-            detail=r.detail,
-            source_topic=r.source_topic,
-            source_partition=r.source_partition,
-            source_offset=r.source_offset,
-            original_key_b64=r.original_key_b64,
-            original_value_b64=r.original_value_b64,
-            refused_by="classifier",
-            refused_at_ms=now_ms(),
-        )
-        return Output(self.settings.dead_letters, refused.id.encode(), encode(letter))
-
-    def _dead_letter(self, message_id, reason, detail, tp, record) -> Output:
-        self._dead_reasons.append(reason)
-        letter = DeadLetter(
-            id=message_id,
-            reason=reason,
-            detail=detail,
-            source_topic=tp.topic,
-            source_partition=tp.partition,
-            source_offset=record.offset,
-            original_key_b64=b64(record.key),
-            original_value_b64=b64(record.value) or "",
-            refused_by=f"aggregator:{self.instance_id}",
-            refused_at_ms=now_ms(),
-        )
-        return Output(self.settings.dead_letters, record.key, encode(letter))
-
-    def _changelog(self) -> list[Output]:
-        topic = self.settings.aggregator_state
-        outputs = []
-        for partition, table in self.tables.items():
-            for message_id, state in table.take_changes().items():
-                value = None if state is None else encode(state)
-                outputs.append(Output(topic, message_id.encode(), value, partition))
-        return outputs
-
-    # -- partition ownership -----------------------------------------------------------------
-    def assign(self, partitions: list[TopicPartition]) -> None:
-        s = self.settings
-        for tp in partitions:
-            table = JoinTable(
-                self.view,
-                timeout_ms=int(s.join_timeout_s * 1000),
-                horizon_ms=int(s.dedupe_horizon_s * 1000),
-                threshold=s.threshold,
-            )
-            restored = self._restore(table, tp.partition)
-            self.tables[tp.partition] = table
-            log.info(
-                "partition %d assigned: restored %d pending, %d decided from %d changelog records",
-                tp.partition,
-                len(table.pending),
-                len(table.decided),
-                restored,
-            )
-
-    def revoke(self, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            self.tables.pop(tp.partition, None)
-
-    def _restore(self, table: JoinTable, partition: int) -> int:
-        tp = TopicPartition(self.settings.aggregator_state, partition)
-        reader = kafka_clients.consumer(self.settings, group_id=None)
-        try:
-            reader.assign([tp])
-            reader.seek_to_beginning(tp)
-            end = reader.end_offsets([tp])[tp]
-            count = 0
-            stalled_since = time.monotonic()
-            while reader.position(tp) < end:
-                batches = reader.poll(timeout_ms=200)
-                if batches:
-                    beat()  # a long restore is progress, not a stall
-                    stalled_since = time.monotonic()
-                elif time.monotonic() - stalled_since > RESTORE_STALL_S:
-                    raise KafkaTimeoutError(
-                        f"restoring {tp.topic}[{partition}]: no records for {RESTORE_STALL_S:.0f}s"
-                        f" at offset {reader.position(tp)} of {end}"
-                    )
-                for records in batches.values():
-                    for record in records:
-                        table.restore(record.key.decode(), _state(record.value))
-                        count += 1
-            return count
-        finally:
-            reader.close()
+    def _dead_letter(
+        self,
+        message_id: str | None,
+        refusal: Refusal,
+        key: bytes | None,
+        refused_by: str | None = None,
+    ) -> Output:
+        self._dead_reasons.append(refusal.reason)
+        by = refused_by or f"aggregator:{self.instance_id}"
+        letter = DeadLetter.from_refusal(refusal, message_id, by, wall_ms())
+        return Output(self.settings.dead_letters, key, encode(letter))
 
 
-def _state(value: bytes | None) -> JoinState | None:
-    return None if value is None else JoinState.model_validate_json(value)
+class _TablePartition:
+    """A join table as the runtime's partition state: changelog bytes in and out."""
 
+    def __init__(self, table: JoinTable) -> None:
+        self.table = table
 
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, aggregator: Aggregator) -> None:
-        self.aggregator = aggregator
+    def restore(self, key: bytes, value: bytes | None) -> None:
+        state = None if value is None else JoinState.model_validate_json(value)
+        self.table.restore(key.decode(), state)
 
-    def on_partitions_revoked(self, revoked):
-        self.aggregator.revoke(list(revoked))
+    def changes(self) -> dict[bytes, bytes | None]:
+        return {
+            message_id.encode(): None if state is None else encode(state)
+            for message_id, state in self.table.take_changes().items()
+        }
 
-    def on_partitions_assigned(self, assigned):
-        self.aggregator.assign(list(assigned))
+    def __str__(self) -> str:
+        return f"{len(self.table.pending)} pending, {len(self.table.decided)} decided"

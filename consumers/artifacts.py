@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from sklearn.pipeline import Pipeline
 
 from consumers import signing
-from triage.settings import SigningSettings
+from triage.runtime.settings import SigningSettings
 
 ARTIFACT = "model.joblib"
 MANIFEST = "manifest.json"

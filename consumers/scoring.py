@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import sparse
@@ -62,7 +62,9 @@ class _Group:
 
     def __init__(self, models: list[LoadedModel]) -> None:
         owners = _block_owners(models[0].pipeline.named_steps["features"])
-        self.blocks = [_tfidf_block(t) if _fast_tfidf(t) else t.transform for t in owners]
+        self.blocks: list[Block] = [
+            _tfidf_block(t) if _fast_tfidf(t) else t.transform for t in owners
+        ]
         widths = [_width(t) for t in owners]
         linear = [(m, _linear(m.pipeline.named_steps["clf"])) for m in models]
         self.other = [m for m, head in linear if head is None]
@@ -129,7 +131,7 @@ def _logistic(clf: object) -> _Linear | None:
     return _Linear(clf.coef_[0], float(clf.intercept_[0]), expit)
 
 
-def _block_owners(features: object) -> list[object]:
+def _block_owners(features: object) -> list[Any]:
     """The featuriser as column blocks, in order (a FeatureUnion's are its transformers)."""
     if isinstance(features, FeatureUnion) and _plain_union(features):
         return [t for _, t in features.transformer_list]
@@ -147,7 +149,7 @@ def _width(transformer: object) -> int | None:
     return len(vocabulary) if vocabulary is not None else None
 
 
-def _fast_tfidf(vec: object) -> bool:
+def _fast_tfidf(vec: Any) -> bool:
     return (
         type(vec) is TfidfVectorizer
         and vec.norm in ("l2", None)

@@ -8,18 +8,21 @@ record is acknowledged.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from producer.readers import new_id
 from schemas.codec import encode
 from schemas.models import TextRecord
-from triage import kafka_clients
-from triage.settings import ProducerSettings
+from triage.runtime.kafka import clients
+from triage.runtime.settings import ProducerSettings
 
 
 class Publisher:
-    def __init__(self, settings: ProducerSettings | None = None) -> None:
+    def __init__(self, settings: ProducerSettings | None = None, **overrides: Any) -> None:
         self.settings = settings or ProducerSettings()
-        self._producer = kafka_clients.producer(self.settings, linger_ms=self.settings.linger_ms)
+        self._producer = clients.producer(
+            self.settings, linger_ms=self.settings.linger_ms, **overrides
+        )
 
     def publish(self, records: Iterable[TextRecord | str]) -> list[str]:
         """Send every record and wait for the broker's acknowledgements; returns the ids."""
@@ -38,12 +41,19 @@ class Publisher:
             future.get(timeout=30)  # raises if the broker refused the record
         return ids
 
+    def send(self, record: TextRecord) -> Any:
+        """Send one record without waiting: a future whose `get(timeout)` raises if the broker
+        refused it (a caller serving many requests waits for its own record only)."""
+        return self._producer.send(
+            self.settings.texts, key=record.id.encode(), value=encode(record)
+        )
+
     def send_raw(self, key: bytes | None, value: bytes | None) -> None:
         """Send bytes as they are (for tests and tools that publish non-JSON texts)."""
         self._producer.send(self.settings.texts, key=key, value=value).get(timeout=30)
 
     def close(self) -> None:
-        self._producer.close(timeout=10)
+        clients.close_producer(self._producer, timeout_s=10)
 
     def __enter__(self) -> Publisher:
         return self

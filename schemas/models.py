@@ -7,6 +7,7 @@ non-Python client reading the JSON Schema files exported from these models (`sch
 
 from __future__ import annotations
 
+import base64
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -31,7 +32,7 @@ class TextRecord(_Contract):
 
 
 class Refusal(_Contract):
-    """Why a classifier could not score an input record, with the record itself."""
+    """Why a record could not be used, with the record itself: where it came from, its bytes."""
 
     reason: str
     detail: str
@@ -40,6 +41,23 @@ class Refusal(_Contract):
     source_offset: int
     original_key_b64: str | None
     original_value_b64: str
+
+    @classmethod
+    def of_record(cls, record: Any, reason: str, detail: str) -> Refusal:
+        """The refusal of a consumed record (anything with topic, partition, offset, key, value)."""
+        return cls(
+            reason=reason,
+            detail=detail,
+            source_topic=record.topic,
+            source_partition=record.partition,
+            source_offset=record.offset,
+            original_key_b64=_b64(record.key),
+            original_value_b64=_b64(record.value) or "",
+        )
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
 
 
 class ScoreRecord(_Contract):
@@ -135,20 +153,25 @@ class LabelRecord(_Contract):
     decided_at_ms: int
 
 
-class DeadLetter(_Contract):
-    """A record triage refused, with its original bytes, where it came from and why."""
+class DeadLetter(Refusal):
+    """A record triage refused, with its original bytes, where it came from, why, and who
+    refused it when: the one builder of dead letters is `from_refusal`."""
 
     schema_version: Literal[1] = 1
     id: str | None
-    reason: str
-    detail: str
-    source_topic: str
-    source_partition: int
-    source_offset: int
-    original_key_b64: str | None
-    original_value_b64: str
     refused_by: str
     refused_at_ms: int
+
+    @classmethod
+    def from_refusal(
+        cls, refusal: Refusal, message_id: str | None, refused_by: str, at_ms: int
+    ) -> DeadLetter:
+        return cls(
+            **refusal.model_dump(include=set(Refusal.model_fields)),
+            id=message_id,
+            refused_by=refused_by,
+            refused_at_ms=at_ms,
+        )
 
 
 class JoinState(_Contract):

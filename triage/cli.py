@@ -1,7 +1,9 @@
 """The `triage` command: one entry point for every service and tool.
 
-Flags map one to one onto the fields of the service's settings class (`triage/settings.py`);
-anything not given on the command line comes from `TRIAGE_*` environment variables. Operator
+Flags map one to one onto the fields of the service's settings class
+(`triage/runtime/settings.py`); anything not given on the command line comes from `TRIAGE_*`
+environment variables. With no cluster configured, commands use the one `triage kafka start`
+runs, and say so. Operator
 mistakes (a missing file, a bad flag, no broker) end with one line saying what is wrong.
 """
 
@@ -14,20 +16,24 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kafka.errors import KafkaError
 from pydantic import ValidationError
 
 from consumers.artifacts import ArtifactError
-from consumers.training import DataError
 from producer.readers import InputError
-from triage import kafka_cli, security
-from triage.kafka_local import LocalKafkaError
-from triage.registry import RegistryError, now_ms
-from triage.settings import (
+from training.train import DataError
+from triage.local import cli as kafka_cli
+from triage.local import cluster as local_cluster
+from triage.local.cluster import LocalKafkaError
+from triage.registry.store import RegistryError
+from triage.runtime.clock import now_ms
+from triage.runtime.kafka import KafkaError, security
+from triage.runtime.settings import (
     AggregatorSettings,
     ClassifierSettings,
     CommonSettings,
     ConfigError,
+    ConnectionSettings,
+    GatewaySettings,
     ProducerSettings,
 )
 
@@ -44,18 +50,31 @@ OPERATOR_ERRORS = (
 
 
 def settings_from(cls: type[CommonSettings], args: argparse.Namespace) -> Any:
-    """Flags given on the command line override `TRIAGE_*` variables and defaults."""
-    given = {
-        name: value
-        for name, value in vars(args).items()
-        if name in cls.model_fields and value is not None
-    }
+    """Flags given on the command line override `TRIAGE_*` variables and defaults; with no
+    cluster configured, the one `triage kafka start` runs (logged)."""
     try:
-        return cls(**given)
+        connection = ConnectionSettings(**_given(ConnectionSettings, args))
+        if not connection.bootstrap_servers:
+            connection = _local_cluster(connection)
+        return cls(connection=connection, **_given(cls, args))
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"])
         raise ConfigError(f"invalid setting {field}: {err['msg']}") from None
+
+
+def _given(cls: type[Any], args: argparse.Namespace) -> dict[str, Any]:
+    fields = cls.model_fields.keys() - {"connection"}
+    given = vars(args).items()
+    return {name: value for name, value in given if name in fields and value is not None}
+
+
+def _local_cluster(connection: ConnectionSettings) -> ConnectionSettings:
+    bootstrap = local_cluster.read_bootstrap()
+    if bootstrap is None:
+        return connection  # the first client says what to do
+    log.info("no TRIAGE_BOOTSTRAP_SERVERS: using the local cluster at %s", bootstrap)
+    return connection.model_copy(update={"bootstrap_servers": bootstrap})
 
 
 def _kafka_flags(p: argparse.ArgumentParser) -> None:
@@ -305,8 +324,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="texts published (at --rate) and awaited before each measured run; "
         "default: 3 s of traffic, or 500 at full speed",
     )
+    p.add_argument(
+        "--via",
+        choices=["kafka", "http"],
+        default="kafka",
+        help="http: send the texts as requests to a `triage serve` (32 concurrent clients) and "
+        "report request latency beside the pipeline's own",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "serve",
+        help="HTTP API and a page: publish a text, wait for its result",
+        description="Serve POST /v1/classify (and /batch), GET /v1/results/{id}, "
+        "/v1/classifiers, /healthz, /readyz, /metrics, the OpenAPI page at /docs and a page "
+        "for people at /. Every instance reads every result, so any instance can answer.",
+    )
+    p.add_argument("--host", help="address to listen on (TRIAGE_HOST; default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (TRIAGE_PORT; default 8080)")
+    p.add_argument(
+        "--token-file", type=Path, help="bearer tokens, one a line: required on /v1 when set"
+    )
+    p.add_argument("--tls-certfile", type=Path, help="serve HTTPS: certificate (PEM)")
+    p.add_argument("--tls-keyfile", type=Path, help="serve HTTPS: private key (PEM)")
+    p.add_argument("--max-body-bytes", type=int, help="larger request bodies get 413 (65536)")
+    p.add_argument("--max-batch-texts", type=int, help="texts a batch request may hold (100)")
+    _kafka_flags(p)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("results", help="print committed labelled results")
     p.add_argument("--follow", action="store_true", help="keep reading new results")
@@ -320,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(args: argparse.Namespace) -> int:
     import time
 
-    from consumers.training import Options, read_dataset, train
+    from training.train import Options, read_dataset, train
 
     options = Options(
         c=args.c,
@@ -350,13 +395,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from consumers.evaluation import evaluate, format_report
+    from training.evaluation import evaluate, format_report
 
     evaluation = evaluate(args.models, args.data, args.threshold, args.label)
     report = evaluation.summary
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     if args.report:
-        from consumers.report import write_report
+        from training.report import write_report
 
         page = write_report(evaluation, args.report)
         print(f"report: {page}", file=sys.stderr)
@@ -367,8 +412,8 @@ def cmd_classifier(args: argparse.Namespace) -> int:
     from consumers.artifacts import load_models
     from consumers.service import ClassifierUnit
     from schemas.models import ClassifierMode
-    from triage.registry import check_label
-    from triage.streaming import stop_on_signals
+    from triage.registry.store import check_label
+    from triage.runtime.app import Application, stop_on_signals
 
     settings = settings_from(ClassifierSettings, args)
     models = load_models(args.models, args.label, settings.model_signing_key)
@@ -376,14 +421,15 @@ def cmd_classifier(args: argparse.Namespace) -> int:
         check_label(model.label)
     mode = ClassifierMode.SHADOW if args.shadow or args.backfill else ClassifierMode.VOTING
     stop = stop_on_signals()
-    ClassifierUnit(settings, models, mode, args.group, args.backfill).run(stop)
+    unit = ClassifierUnit(settings, models, mode, args.group, args.backfill)
+    Application(unit, settings).run(stop)
     return 0
 
 
 def cmd_classifiers(args: argparse.Namespace) -> int:
 
-    from triage.lifecycle import classifier_rows, format_rows, row_json
-    from triage.registry import read_registry
+    from triage.registry.lifecycle import classifier_rows, format_rows, row_json
+    from triage.registry.store import read_registry
 
     settings = settings_from(ClassifierSettings, args)
     view = read_registry(settings)
@@ -398,7 +444,7 @@ def cmd_classifiers(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from triage.lifecycle import promote
+    from triage.registry.lifecycle import promote
 
     settings = settings_from(ClassifierSettings, args)
     print(promote(settings, args.label, args.version, args.force))
@@ -406,7 +452,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_retire(args: argparse.Namespace) -> int:
-    from triage.lifecycle import retire
+    from triage.registry.lifecycle import retire
 
     settings = settings_from(ClassifierSettings, args)
     print(retire(settings, args.label, args.version))
@@ -414,8 +460,8 @@ def cmd_retire(args: argparse.Namespace) -> int:
 
 
 def cmd_shadow_report(args: argparse.Namespace) -> int:
-    from triage.lifecycle import format_report, read_scores, shadow_report
-    from triage.results import read_labels
+    from triage.tools.results import read_labels
+    from triage.tools.shadow import format_report, read_scores, shadow_report
 
     settings = settings_from(ClassifierSettings, args)
     report = shadow_report(
@@ -427,18 +473,20 @@ def cmd_shadow_report(args: argparse.Namespace) -> int:
 
 def cmd_aggregate(args: argparse.Namespace) -> int:
     from aggregator.service import Aggregator
-    from triage.streaming import stop_on_signals
+    from triage.runtime.app import Application, stop_on_signals
 
     settings = settings_from(AggregatorSettings, args)
     stop = stop_on_signals()
-    Aggregator(settings).run(stop)
+    Application(Aggregator(settings), settings).run(stop)
     return 0
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     from consumers.artifacts import available_labels
-    from triage import kafka_clients, supervisor
-    from triage.streaming import stop_on_signals
+    from triage.runtime.app import stop_on_signals
+    from triage.runtime.kafka.clients import bootstrap
+    from triage.runtime.kafka.topics import ensure_topics
+    from triage.tools import supervisor
 
     labels = args.label or available_labels(args.models)
     if not labels:
@@ -446,13 +494,17 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = settings_from(CommonSettings, args)
     log.info(
         "pipeline on %s: %d classifier(s), mode %s",
-        kafka_clients.bootstrap(settings),
+        bootstrap(settings.connection),
         len(labels),
         args.mode,
     )
-    kafka_clients.ensure_topics(settings)
+    ensure_topics(settings)
     children = supervisor.plan(
-        args.models, labels, args.mode == "colocated", args.metrics_base_port
+        args.models,
+        labels,
+        args.mode == "colocated",
+        args.metrics_base_port,
+        supervisor.connection_env(settings),
     )
     for line in supervisor.metrics_urls(children, settings.metrics_host):
         print(line, flush=True)
@@ -460,8 +512,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_lag_exporter(args: argparse.Namespace) -> int:
-    from triage import lag_exporter
-    from triage.streaming import stop_on_signals
+    from triage.runtime.app import stop_on_signals
+    from triage.tools import lag_exporter
 
     settings = settings_from(CommonSettings, args)
     if settings.metrics_port is None:  # the exporter's only output: default to kafka_exporter's
@@ -473,7 +525,7 @@ def cmd_lag_exporter(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     from producer.publisher import Publisher
     from producer.readers import guess_format, read_records
-    from triage import kafka_clients
+    from triage.runtime.kafka.topics import ensure_topics
 
     if args.file == "-":
         content, name = sys.stdin.read(), "stdin"
@@ -485,7 +537,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     fmt = args.format or guess_format(name, content.split("\n", 1)[0])
     records = list(read_records(content, fmt, name))
     settings = settings_from(ProducerSettings, args)
-    kafka_clients.ensure_topics(settings)
+    ensure_topics(settings)
     with Publisher(settings) as publisher:
         for message_id in publisher.publish(records):
             print(message_id)
@@ -493,10 +545,20 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from triage.bench import bench, format_summary
+    from triage.tools.bench import bench, format_summary
 
+    settings = settings_from(CommonSettings, args)
+    started_broker = False
+    if not settings.connection.bootstrap_servers:
+        log.info("no Kafka cluster configured: starting a local one for the benchmark")
+        started_broker = local_cluster.status() is None
+        connection = settings.connection.model_copy(
+            update={"bootstrap_servers": local_cluster.start().bootstrap}
+        )
+        settings = settings.model_copy(update={"connection": connection})
     try:
         report = bench(
+            settings,
             args.data,
             args.classes,
             args.messages,
@@ -505,16 +567,35 @@ def cmd_bench(args: argparse.Namespace) -> int:
             args.repeat,
             args.models,
             warmup=args.warmup,
+            via=args.via,
         )
     except TimeoutError as exc:  # the pipeline did not start or keep up; the logs say which
         print(f"triage bench: error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if started_broker:
+            local_cluster.stop()
     print(json.dumps(report, indent=2) if args.json else format_summary(report))
     return 0 if report["missing"] == 0 and report["duplicates"] == 0 else 1
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from gateway.app import serve
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"triage serve needs {exc.name}: pip install 'triage[serve]' (make install does)"
+        ) from None
+    from triage.runtime.kafka.topics import ensure_topics
+
+    settings = settings_from(GatewaySettings, args)
+    ensure_topics(settings)
+    serve(settings)
+    return 0
+
+
 def cmd_results(args: argparse.Namespace) -> int:
-    from triage.results import read_labels
+    from triage.tools.results import read_labels
 
     settings = settings_from(CommonSettings, args)
     for result in read_labels(settings, follow=args.follow):

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from consumers.training import read_dataset, train
 from producer.publisher import Publisher
 from schemas.models import TextRecord
-from triage import kafka_clients, kafka_local
-from triage.registry import wait_for_classifiers
-from triage.settings import CommonSettings
+from training.train import read_dataset, train
+from triage.local import cluster as kafka_local
+from triage.registry.store import wait_for_classifiers
+from triage.runtime.kafka.topics import ensure_topics
+from triage.runtime.settings import CommonSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_TRAIN = ROOT / "demo" / "data" / "train.csv"
@@ -55,7 +56,7 @@ def env(kafka_bootstrap, monkeypatch) -> dict[str, str]:
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)
-    kafka_clients.ensure_topics(CommonSettings())
+    ensure_topics(CommonSettings())
     return values
 
 

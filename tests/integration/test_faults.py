@@ -21,9 +21,11 @@ from aggregator.decision import decide
 from consumers.artifacts import available_labels, load_models
 from consumers.scoring import Scorer
 from producer.publisher import Publisher
-from triage import kafka_clients, kafka_local
-from triage.results import read_dead_letters, read_labels
-from triage.settings import CommonSettings
+from triage.local import cluster as kafka_local
+from triage.runtime.kafka import clients as kafka_clients
+from triage.runtime.kafka.topics import ensure_topics
+from triage.runtime.settings import CommonSettings
+from triage.tools.results import read_dead_letters, read_labels
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
@@ -156,7 +158,7 @@ def own_cluster(tmp_path, monkeypatch, request):
     monkeypatch.setenv("TRIAGE_TOPIC_PREFIX", f"f{uuid.uuid4().hex[:8]}-")
     if nodes > 1:
         monkeypatch.setenv("TRIAGE_TOPIC_REPLICATION_FACTOR", "3")
-    kafka_clients.ensure_topics(CommonSettings())
+    ensure_topics(CommonSettings())
     yield state
     kafka_local.stop(state)
 
@@ -193,7 +195,7 @@ def test_partition_leaders_killed_on_three_nodes(own_cluster, own_procs, demo_mo
     streamer = Streamer(records, rate=200)
     streamer.start()
     time.sleep(3)
-    bootstrap = settings.bootstrap_servers
+    bootstrap = settings.connection.bootstrap_servers
     victim = kafka_local.leader_of(bootstrap, settings.texts, 0)
     kafka_local.kill_node(own_cluster, victim)
     time.sleep(3)

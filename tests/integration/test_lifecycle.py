@@ -26,12 +26,12 @@ from conftest import DEMO_TRAIN, Streamer, stream, wait_for_registry, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 from aggregator.decision import would_change_winner
-from aggregator.registry import latest
 from consumers.artifacts import available_labels
-from consumers.training import Options, read_dataset, train
-from triage.registry import read_registry
-from triage.results import read_labels
-from triage.settings import ClassifierSettings, CommonSettings
+from training.train import Options, read_dataset, train
+from triage.registry.store import read_registry
+from triage.registry.view import latest
+from triage.runtime.settings import ClassifierSettings, CommonSettings
+from triage.tools.results import read_labels
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Integration tests of triage.kafka_local: real Kafka 4.3.1 clusters on loopback.
+"""Integration tests of triage.local.cluster: real Kafka 4.3.1 clusters on loopback.
 
 Each test starts its own cluster in a temporary state dir (the jar cache is shared through
 ``default_libs_dir()``), talks to it with kafka-python and stops it again.
@@ -14,8 +14,8 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
-from triage import kafka_local
-from triage.kafka_local import LocalCluster
+from triage.local import cluster as kafka_local
+from triage.local.cluster import LocalCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

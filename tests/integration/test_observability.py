@@ -3,8 +3,9 @@
 A classifier unit is stopped mid-run (a lagging classifier) and a bad record is published, so
 every alert has a reason to fire. Prometheus scrapes every 1s and evaluates a copy of
 `deploy/alerts.yml` with `for: 0s` every 1s; every dashboard query must return a value, and
-every panel drawn by `triage.dashboard_render` must have data. With `TRIAGE_DASHBOARD_PNG=PATH`
-set, that drawing of the test's window is also written to PATH (how docs/dashboard.png is made).
+every panel drawn by `triage.tools.dashboard_render` must have data. With
+`TRIAGE_DASHBOARD_PNG=PATH` set, that drawing of the test's window is also written to PATH (how
+docs/dashboard.png is made).
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ import pytest
 from conftest import DEMO_STREAM, ROOT, wait_for_registry, wait_until
 
 from consumers.artifacts import available_labels
-from consumers.training import read_dataset
 from producer.publisher import Publisher
 from schemas.models import TextRecord
-from triage import kafka_clients
-from triage.dashboard_render import render
-from triage.settings import CommonSettings
+from training.train import read_dataset
+from triage.runtime.kafka import clients as kafka_clients
+from triage.runtime.settings import CommonSettings
+from triage.tools.dashboard_render import render
 
 pytestmark = pytest.mark.integration
 

@@ -12,16 +12,16 @@ import pytest
 from conftest import DEMO_STREAM, wait_for_registry, wait_until
 
 from aggregator.decision import decide
-from aggregator.registry import with_voter
 from consumers.artifacts import available_labels, load_models
 from consumers.scoring import Scorer
-from consumers.training import read_dataset
 from producer.publisher import Publisher
 from schemas.codec import encode
 from schemas.models import TextRecord
-from triage import kafka_clients
-from triage.results import read_dead_letters, read_labels
-from triage.settings import CommonSettings
+from training.train import read_dataset
+from triage.registry.view import with_voter
+from triage.runtime.kafka import clients as kafka_clients
+from triage.runtime.settings import CommonSettings
+from triage.tools.results import read_dead_letters, read_labels
 
 pytestmark = pytest.mark.integration
 

@@ -28,13 +28,16 @@ from pydantic import SecretStr
 
 from consumers import signing
 from consumers.artifacts import MANIFEST, available_labels
-from consumers.training import read_dataset
 from producer.publisher import Publisher
 from schemas.models import TextRecord
-from triage import acls, kafka_clients, kafka_local, kafka_secure
-from triage.registry import wait_for_classifiers
-from triage.results import read_dead_letters, read_labels
-from triage.settings import CommonSettings, ProducerSettings
+from training.train import read_dataset
+from triage.local import acls
+from triage.local import cluster as kafka_local
+from triage.local import secure as kafka_secure
+from triage.registry.store import wait_for_classifiers
+from triage.runtime.kafka import clients as kafka_clients
+from triage.runtime.settings import CommonSettings, ProducerSettings
+from triage.tools.results import read_dead_letters, read_labels
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

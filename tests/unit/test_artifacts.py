@@ -1,7 +1,7 @@
 import pytest
 
 from consumers.artifacts import ArtifactError, load_model, load_models
-from consumers.training import Dataset, train
+from training.train import Dataset, train
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""triage.dashboard_render without Prometheus: Grafana's variables, legend names, panel order,
+"""triage.tools.dashboard_render without Prometheus: Grafana's variables, legend names, panel order,
 alignment of samples on the window's steps, and drawing a PNG from given series."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from triage import dashboard_render as dr
+from triage.tools import dashboard_render as dr
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "triage.json"

@@ -15,8 +15,10 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-import triage.metrics  # noqa: F401  (registers the services' metrics)
-from triage.lag_exporter import LagCollector
+import aggregator.metrics  # noqa: F401  (registers the services' metrics)
+import consumers.metrics  # noqa: F401
+import triage.runtime.metrics  # noqa: F401
+from triage.tools.lag_exporter import LagCollector
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

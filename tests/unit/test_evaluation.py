@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from aggregator.decision import decide
-from consumers.evaluation import THRESHOLDS, evaluate
-from consumers.report import write_report
-from consumers.training import DataError, Options, read_dataset, split, train
+from training.evaluation import THRESHOLDS, evaluate
+from training.report import write_report
+from training.train import DataError, Options, read_dataset, split, train
 from triage.cli import main
 
 DEMO = Path(__file__).resolve().parents[2] / "demo" / "data"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from consumers.metrics import (
+from training.metrics import (
     binary_metrics,
     coverage_point,
     expected_calibration_error,

@@ -1,7 +1,6 @@
 import pytest
 
 from aggregator.join import JoinTable, Refused
-from aggregator.registry import RegistryView, with_voter
 from schemas.codec import encode
 from schemas.models import (
     Announcement,
@@ -11,6 +10,7 @@ from schemas.models import (
     Refusal,
     ScoreRecord,
 )
+from triage.registry.view import RegistryView, with_voter
 
 T0 = 1_000_000
 

@@ -6,7 +6,8 @@ from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
-from triage import metrics, supervisor
+from aggregator import metrics
+from triage.tools import supervisor
 
 
 def test_outcome_partial_wins_over_abstained():

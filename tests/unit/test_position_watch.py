@@ -6,8 +6,8 @@ import pytest
 from kafka import TopicPartition
 from kafka.errors import KafkaTimeoutError
 
-from triage import streaming
-from triage.streaming import PositionWatch
+from triage.runtime.kafka import transactions
+from triage.runtime.kafka.transactions import PositionWatch
 
 
 class _Subscription:
@@ -28,7 +28,7 @@ class _Consumer:
 @pytest.fixture
 def clock(monkeypatch):
     now = [1000.0]
-    monkeypatch.setattr(streaming.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(transactions.time, "monotonic", lambda: now[0])
     return now
 
 

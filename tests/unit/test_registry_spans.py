@@ -1,8 +1,9 @@
 """What `triage classifiers` shows and what `shadow-report` counts, from registry state alone."""
 
-from aggregator.registry import RegistryView, with_voter
 from schemas.models import Announcement, ClassifierMode, LabelRecord, ScoreRecord
-from triage.lifecycle import classifier_rows, format_rows, shadow_report
+from triage.registry.lifecycle import classifier_rows, format_rows
+from triage.registry.view import RegistryView, with_voter
+from triage.tools.shadow import shadow_report
 
 NOW = 1_000_000
 HEARTBEAT_S = 10

@@ -1,5 +1,5 @@
-from aggregator.registry import RegistryView, with_voter
 from schemas.models import Announcement, ClassifierMode, ClassRecord, VotingSpan
+from triage.registry.view import RegistryView, with_voter
 
 
 def record(label, *spans):

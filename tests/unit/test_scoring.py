@@ -6,7 +6,7 @@ from test_training import synthetic
 
 from consumers.artifacts import load_models
 from consumers.scoring import Scorer, _Group
-from consumers.training import Options, train
+from training.train import Options, train
 
 TEXTS = [
     "my card never arrived",

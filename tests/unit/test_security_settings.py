@@ -13,40 +13,49 @@ from kafka.errors import (
 )
 from pydantic import SecretStr
 
-from triage import acls, kafka_secure, security
 from triage.cli import build_parser, settings_from
-from triage.settings import ClassifierSettings, CommonSettings, ConfigError
+from triage.local import acls
+from triage.local import secure as kafka_secure
+from triage.runtime.kafka import security
+from triage.runtime.settings import (
+    ClassifierSettings,
+    CommonSettings,
+    ConfigError,
+    ConnectionSettings,
+)
 
 SASL = {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512"}
 
 
 def test_sasl_needs_mechanism_user_and_password():
     with pytest.raises(ConfigError, match="TRIAGE_SASL_MECHANISM"):
-        security.check_settings(CommonSettings(security_protocol="SASL_SSL"))
+        security.check_settings(ConnectionSettings(security_protocol="SASL_SSL"))
     with pytest.raises(ConfigError, match="TRIAGE_SASL_USERNAME"):
-        security.check_settings(CommonSettings(**SASL))
+        security.check_settings(ConnectionSettings(**SASL))
     with pytest.raises(ConfigError, match="TRIAGE_SASL_PASSWORD"):
-        security.check_settings(CommonSettings(**SASL, sasl_username="u"))
-    security.check_settings(CommonSettings(**SASL, sasl_username="u", sasl_password="p"))
+        security.check_settings(ConnectionSettings(**SASL, sasl_username="u"))
+    security.check_settings(ConnectionSettings(**SASL, sasl_username="u", sasl_password="p"))
 
 
 def test_credentials_or_tls_files_without_the_protocol_to_use_them_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="security protocol is PLAINTEXT"):
-        security.check_settings(CommonSettings(sasl_mechanism="PLAIN", sasl_username="u"))
+        security.check_settings(ConnectionSettings(sasl_mechanism="PLAIN", sasl_username="u"))
     ca = tmp_path / "ca.crt"
     ca.write_text("x")
     with pytest.raises(ConfigError, match="does not use TLS"):
-        security.check_settings(CommonSettings(ssl_cafile=ca))
+        security.check_settings(ConnectionSettings(ssl_cafile=ca))
     with pytest.raises(ConfigError, match="no such file"):
-        security.check_settings(CommonSettings(security_protocol="SSL", ssl_cafile=tmp_path / "no"))
+        security.check_settings(
+            ConnectionSettings(security_protocol="SSL", ssl_cafile=tmp_path / "no")
+        )
 
 
 def test_password_from_a_file_unless_given_directly(tmp_path):
     path = tmp_path / "pw"
     path.write_text("from-file\n")
-    from_file = CommonSettings(**SASL, sasl_username="u", sasl_password_file=path)
+    from_file = ConnectionSettings(**SASL, sasl_username="u", sasl_password_file=path)
     assert security.sasl_password(from_file).get_secret_value() == "from-file"
-    direct = CommonSettings(**SASL, sasl_username="u", sasl_password="direct",
+    direct = ConnectionSettings(**SASL, sasl_username="u", sasl_password="direct",
                             sasl_password_file=path)  # fmt: skip
     assert security.sasl_password(direct).get_secret_value() == "direct"
     path.write_text("\n")
@@ -55,7 +64,7 @@ def test_password_from_a_file_unless_given_directly(tmp_path):
 
 
 def test_secrets_stay_out_of_repr_and_validation_errors(monkeypatch):
-    settings = CommonSettings(**SASL, sasl_username="u", sasl_password="hunter2-secret")
+    settings = ConnectionSettings(**SASL, sasl_username="u", sasl_password="hunter2-secret")
     assert "hunter2-secret" not in repr(settings)
     monkeypatch.setenv("TRIAGE_MODEL_SIGNING_KEY", "short-secret")
     with pytest.raises(ConfigError) as err:
@@ -74,7 +83,7 @@ def test_help_offers_no_password_flag_and_shows_no_secret(monkeypatch):
 
 
 def test_authorization_errors_are_named_as_missing_acls():
-    settings = CommonSettings(**SASL, sasl_username="classifier")
+    settings = ConnectionSettings(**SASL, sasl_username="classifier")
     line = security.describe(TopicAuthorizationFailedError("scores"), settings)
     assert line.startswith("principal User:classifier is not authorized for topic(s) scores")
     assert "missing ACL" in line

@@ -8,7 +8,7 @@ from pydantic import SecretStr
 
 from consumers import signing
 from consumers.artifacts import MANIFEST, ArtifactError, load_model, load_models, read_manifest
-from consumers.training import Dataset, train
+from training.train import Dataset, train
 
 KEY = SecretStr("k" * 32)
 OTHER_KEY = SecretStr("o" * 32)

@@ -10,9 +10,9 @@ from sklearn.calibration import CalibratedClassifierCV
 
 from consumers.artifacts import load_model, load_models
 from consumers.features import featurizer, word_pairs
-from consumers.progress import ProgressBar
 from consumers.scoring import Scorer
-from consumers.training import DataError, Dataset, Options, train
+from training.progress import ProgressBar
+from training.train import DataError, Dataset, Options, train
 from triage.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,7 +159,7 @@ def test_featuriser_bytes_do_not_depend_on_the_process(tmp_path):
 
     code = (
         "import sys; from pathlib import Path; from tests.unit.test_training import synthetic; "
-        "from consumers.training import train; out = Path(sys.argv[1]); "
+        "from training.train import train; out = Path(sys.argv[1]); "
         "train(synthetic(out), out, n_jobs=1, progress=False)"
     )
     for run in ("a", "b"):

@@ -1,0 +1,304 @@
+"""`triage serve`'s HTTP API and page, on FastAPI.
+
+FastAPI because the request and response bodies are the pydantic contracts we already have,
+and it gives the OpenAPI page and request validation for free; uvicorn serves it (TLS through
+its own options). Every error is one JSON line `{"error": ...}` with the right status: 401 and
+403 for tokens, 413 for a body over the limit, 422 for a request that is not valid or a text the
+pipeline refused (with its dead-letter reason), 503 with `Retry-After` when Kafka cannot be
+reached. Never a stack trace.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+
+from gateway.results import Outcome
+from gateway.service import Answer, Gateway, Unavailable
+from triage.registry.lifecycle import classifier_rows, row_json
+from triage.runtime.clock import now_ms
+from triage.runtime.settings import ConfigError, GatewaySettings
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+RETRY_AFTER_S = 5
+
+REQUESTS = Counter("triage_gateway_requests", "HTTP requests answered", ["route", "code"])
+REQUEST_SECONDS = Histogram(
+    "triage_gateway_request_seconds",
+    "From a request's arrival to its answer",
+    ["route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+
+class TextIn(BaseModel):
+    text: str = Field(description="the support message")
+    id: str | None = Field(
+        default=None, min_length=1, max_length=256, description="message id; default a new one"
+    )
+    metadata: dict[str, Any] | None = None
+
+
+class BatchIn(BaseModel):
+    texts: list[TextIn] = Field(min_length=1)
+
+
+class Problem(Exception):
+    """An answer other than success: status, one line, and headers."""
+
+    def __init__(self, status: int, error: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(error)
+        self.status, self.error, self.headers = status, error, headers or {}
+
+
+def read_tokens(path: Path | None) -> list[bytes] | None:
+    """The bearer tokens of `path`, one a line (None: no authentication)."""
+    if path is None:
+        return None
+    try:
+        tokens = [line.strip().encode() for line in path.read_text().splitlines()]
+    except OSError as exc:
+        raise ConfigError(f"cannot read the token file {path}: {exc.strerror}") from None
+    tokens = [t for t in tokens if t]
+    if not tokens:
+        raise ConfigError(f"the token file {path} holds no token")
+    return tokens
+
+
+def create_app(settings: GatewaySettings, gateway: Gateway) -> FastAPI:
+    tokens = read_tokens(settings.token_file)
+    app = FastAPI(
+        title="triage",
+        version="1",
+        description="Classify support messages on the triage pipeline: publish, wait, answer.",
+    )
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+
+    def authorized(request: Request) -> None:
+        if tokens is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            raise Problem(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
+        if not any(hmac.compare_digest(given.encode(), t) for t in tokens):
+            raise Problem(403, "this bearer token is not accepted")
+
+    def wait_param(wait: float = Query(5.0, ge=0, description="seconds to wait for the result")):
+        return min(wait, settings.max_wait_s)
+
+    @app.exception_handler(Problem)
+    async def _problem(_request: Request, exc: Problem) -> JSONResponse:
+        return JSONResponse({"error": exc.error}, exc.status, headers=exc.headers)
+
+    @app.exception_handler(Unavailable)
+    async def _unavailable(_request: Request, exc: Unavailable) -> JSONResponse:
+        headers = {"Retry-After": str(RETRY_AFTER_S)}
+        return JSONResponse({"error": str(exc)}, 503, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid')}"}, 422)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _crash(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("request failed")
+        return JSONResponse({"error": f"internal error ({type(exc).__name__}); see the log"}, 500)
+
+    @app.middleware("http")
+    async def _count(request: Request, call_next):
+        started = time.monotonic()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", "other")
+        REQUESTS.labels(name, str(response.status_code)).inc()
+        REQUEST_SECONDS.labels(name).observe(time.monotonic() - started)
+        return response
+
+    @app.post("/v1/classify", dependencies=[Depends(authorized)])
+    async def classify(body: TextIn, wait: float = Depends(wait_param)) -> JSONResponse:
+        """Publish one text and wait up to `wait` seconds for its committed result: 200 with
+        the label record, 202 with a `Location` to poll, or 422 with the refusal's reason."""
+        (answer,) = await gateway.classify([body.model_dump()], wait)
+        return _single(answer)
+
+    @app.post("/v1/classify/batch", dependencies=[Depends(authorized)])
+    async def classify_batch(body: BatchIn, wait: float = Depends(wait_param)) -> JSONResponse:
+        """Several texts at once (up to the configured count); one item per text, in order."""
+        if len(body.texts) > settings.max_batch_texts:
+            raise Problem(422, f"at most {settings.max_batch_texts} texts a batch")
+        answers = await gateway.classify([t.model_dump() for t in body.texts], wait)
+        return JSONResponse({"results": [_item(a) for a in answers]})
+
+    @app.get("/v1/results/{message_id}", dependencies=[Depends(authorized)])
+    async def result(message_id: str) -> JSONResponse:
+        """The outcome of a text: 200, 422 (refused), 202 (published here, pending) or 404."""
+        outcome = gateway.lookup(message_id)
+        if outcome is not None:
+            return _single(Answer(message_id, outcome))
+        if message_id in gateway.pending:
+            return _single(Answer(message_id, None))
+        raise Problem(404, f"no result for {message_id} (not decided yet, or too old)")
+
+    @app.get("/v1/results", dependencies=[Depends(authorized)])
+    async def recent(limit: int = Query(20, ge=1, le=200)) -> JSONResponse:
+        """The latest results this gateway has seen, newest first."""
+        with gateway.follower.lock:
+            found = gateway.index.recent(limit)
+        return JSONResponse({"results": [r.model_dump(mode="json") for r in found]})
+
+    @app.get("/v1/classifiers", dependencies=[Depends(authorized)])
+    async def classifiers() -> JSONResponse:
+        """The registry listing (as `triage classifiers --json`)."""
+        now = now_ms()
+        with gateway.follower.lock:
+            rows = classifier_rows(gateway.follower.view, now, settings.heartbeat_s)
+        return JSONResponse({"classifiers": [row_json(row, now) for row in rows]})
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Ready when Kafka is reachable and the registry names classifiers that vote."""
+        if (why := gateway.available) is not None:
+            raise Problem(503, why, {"Retry-After": str(RETRY_AFTER_S)})
+        with gateway.follower.lock:
+            voters = sorted(gateway.follower.view.classes())
+        if not voters:
+            raise Problem(503, "no classifier votes yet", {"Retry-After": str(RETRY_AFTER_S)})
+        return JSONResponse({"status": "ready", "voting_classes": len(voters)})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _single(answer: Answer) -> JSONResponse:
+    outcome = answer.outcome
+    if outcome is None:
+        body = {"id": answer.id, "status": "pending"}
+        return JSONResponse(body, 202, headers={"Location": f"/v1/results/{answer.id}"})
+    if outcome.refused is not None:
+        return JSONResponse(_refusal(outcome), 422)
+    assert outcome.result is not None
+    return JSONResponse(outcome.result.model_dump(mode="json"))
+
+
+def _item(answer: Answer) -> dict[str, Any]:
+    outcome = answer.outcome
+    if outcome is None:
+        return {"id": answer.id, "status": "pending", "location": f"/v1/results/{answer.id}"}
+    if outcome.refused is not None:
+        return {"id": answer.id, "status": "refused"} | _refusal(outcome)
+    assert outcome.result is not None
+    return {"id": answer.id, "status": "labelled", "result": outcome.result.model_dump(mode="json")}
+
+
+def _refusal(outcome: Outcome) -> dict[str, Any]:
+    letter = outcome.refused
+    assert letter is not None
+    return {
+        "error": f"refused: {letter.reason}: {letter.detail}",
+        "id": letter.id,
+        "reason": letter.reason,
+    }
+
+
+class BodyLimit:
+    """Answers 413 to a request whose body is larger than `limit` bytes, announced or read.
+
+    A body without a length is counted as it arrives; past the limit the app is told the client
+    went away (FastAPI would turn an exception while reading into a 400) and its answer dropped.
+    """
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await self._too_large(send)
+        seen, refused = 0, False
+
+        async def counted() -> dict:
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                refused = True
+                await self._too_large(send)
+                return {"type": "http.disconnect"}
+            return message
+
+        async def unless_refused(message: dict) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, counted, unless_refused)
+
+    async def _too_large(self, send: Any) -> None:
+        error = f"the request body is larger than {self.limit} bytes"
+        body = json.dumps({"error": error}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def serve(settings: GatewaySettings) -> None:
+    """Serve until SIGTERM or Ctrl-C (uvicorn finishes the requests in flight)."""
+    import uvicorn
+
+    if (settings.tls_certfile is None) != (settings.tls_keyfile is None):
+        raise ConfigError("HTTPS needs both --tls-certfile and --tls-keyfile")
+    gateway = Gateway(settings)
+    app = create_app(settings, gateway)
+    gateway.start()
+    scheme = "https" if settings.tls_certfile else "http"
+    log.info("serving on %s://%s:%d/ (API at /v1, docs at /docs)", scheme, settings.host,
+             settings.port)  # fmt: skip
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ssl_certfile=settings.tls_certfile,
+        ssl_keyfile=settings.tls_keyfile,
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=10,
+    )
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        gateway.stop()

@@ -1,0 +1,133 @@
+"""The gateway's reading thread: committed results, dead letters and the registry, as they come.
+
+One group-less reader follows the `labels` and dead-letter topics from the moment the gateway
+started and feeds every outcome to the `ResultIndex`, waking the requests that wait for it; a
+registry reader keeps a `RegistryView` for `/v1/classifiers` and `/readyz`. Each instance reads
+every result: its cost grows with the pipeline's total traffic, not with its own requests (it
+decodes every result and dead letter), and its memory with `results_kept`.
+A Kafka error ends the readers, marks the follower unhealthy (requests get 503) and starts them
+again after a pause, so the gateway recovers without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from gateway.results import Outcome, ResultIndex
+from schemas.codec import Rejected, decode_label
+from schemas.models import DeadLetter
+from triage.registry.store import RegistryReader
+from triage.registry.view import RegistryView
+from triage.runtime.kafka import KafkaError
+from triage.runtime.kafka.reader import TopicReader
+from triage.runtime.records import Partition
+from triage.runtime.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+RETRY_S = 2.0
+CHECK_S = 2.0  # how often the follower asks whether the cluster still answers
+
+
+class Follower(threading.Thread):
+    def __init__(
+        self,
+        settings: CommonSettings,
+        index: ResultIndex,
+        wake: Callable[[list, Outcome], None],
+    ) -> None:
+        super().__init__(name="gateway-follower", daemon=True)
+        self.settings = settings
+        self.index = index
+        self.lock = threading.Lock()  # guards `index`
+        self.view = RegistryView()
+        self._wake = wake
+        self._stop = threading.Event()
+        self.ready = threading.Event()  # reading, positioned after the gateway's start
+        self.error: str | None = "not connected to Kafka yet"
+        # Where reading got to: after a Kafka error the readers resume there, so no outcome
+        # committed while they were down is missed.
+        self._positions: dict[Partition, int] = {}
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._follow()
+            except KafkaError as exc:
+                self.ready.clear()
+                self.error = f"Kafka unreachable: {exc}"
+                log.warning("gateway: reading results failed, again in %.0fs: %r", RETRY_S, exc)
+                self._stop.wait(RETRY_S)
+            except Exception as exc:  # a bug or a configuration error: say it, keep trying
+                self.ready.clear()
+                self.error = f"cannot read results: {exc}"
+                log.exception("gateway: reading results failed")
+                self._stop.wait(RETRY_S)
+
+    def _follow(self) -> None:
+        s = self.settings
+        outcomes = TopicReader(
+            s,
+            [s.labels, s.dead_letters],
+            from_end=True,
+            start_offsets=self._positions,
+            fetch_max_wait_ms=20,
+            # a cluster that stopped answering is noticed by `check` within these
+            request_timeout_ms=int(CHECK_S * 2000),
+            session_timeout_ms=int(CHECK_S * 1000),
+            heartbeat_interval_ms=500,
+        )
+        try:
+            registry = RegistryReader.open(s)
+            try:
+                self._read(outcomes, registry)
+            finally:
+                registry.close()
+        finally:
+            outcomes.close()
+
+    def _read(self, outcomes: TopicReader, registry: RegistryReader) -> None:
+        registry.catch_up()
+        with self.lock:
+            self.view = registry.view
+        self.error = None
+        self.ready.set()
+        log.info("gateway: following %s and %s", self.settings.labels, self.settings.dead_letters)
+        checked = time.monotonic()
+        while not self._stop.is_set():
+            for record in outcomes.poll(timeout_ms=100):
+                self._take(record.topic, record.key, record.value)
+                self._positions[Partition(record.topic, record.partition)] = record.offset + 1
+            with self.lock:
+                registry.poll()
+            if time.monotonic() - checked > CHECK_S:
+                outcomes.check()
+                checked = time.monotonic()
+
+    def _take(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        if value is None:
+            return
+        outcome = _outcome(topic == self.settings.labels, value)
+        if outcome is None:
+            return
+        with self.lock:
+            waiters = self.index.add(outcome)
+        if waiters:
+            self._wake(waiters, outcome)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _outcome(is_label: bool, value: bytes) -> Outcome | None:
+    if is_label:
+        label = decode_label(value)
+        return None if isinstance(label, Rejected) else Outcome(result=label)
+    try:
+        letter = DeadLetter.model_validate_json(value)
+    except ValueError:
+        return None
+    return Outcome(refused=letter) if letter.id else None

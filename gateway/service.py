@@ -1,0 +1,150 @@
+"""The gateway's core: publish a text under the `texts` contract and wait for its outcome.
+
+A request's text is published keyed by its id, exactly as any Kafka client would, and the
+request waits (asyncio, no thread held) for the result or dead letter the follower reads back.
+An id whose outcome is already known is answered without publishing again, so a client's retry
+gets the same result and `labels` keeps one result for the id; an id published again anyway
+(the outcome not seen yet) is still decided once by the aggregator. When Kafka cannot be
+reached the gateway says so at once (503) instead of holding the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.follower import Follower
+from gateway.results import Outcome, ResultIndex
+from producer.publisher import Publisher
+from producer.readers import new_id
+from schemas.models import TextRecord
+from triage.runtime.kafka import KafkaError
+from triage.runtime.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+# How long a publish may take before the request is answered 503: the producer's own limits
+# (max_block_ms for metadata, request_timeout_ms for the acknowledgement) are set to match.
+PUBLISH_TIMEOUT_S = 5.0
+
+Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Outcome]"]
+
+
+class Unavailable(Exception):
+    """Kafka cannot be reached now; the message says what failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What became of one text: its outcome, or None when `wait` ran out first."""
+
+    id: str
+    outcome: Outcome | None
+
+
+class Gateway:
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.index: ResultIndex[Waiter] = ResultIndex(settings.results_kept)
+        self.follower = Follower(settings, self.index, _wake)
+        self.publisher: Publisher | None = None
+        # Published here with no outcome seen yet (bounded like the index): not published
+        # again by a retry, and `GET /v1/results/{id}` answers 202 for them.
+        self.pending: OrderedDict[str, None] = OrderedDict()
+
+    def start(self) -> None:
+        self.follower.start()
+
+    def stop(self) -> None:
+        self.follower.stop()
+        if self.publisher is not None:
+            self.publisher.close()
+
+    @property
+    def available(self) -> str | None:
+        """None when requests can be served, else why not."""
+        return None if self.follower.ready.is_set() else self.follower.error
+
+    async def classify(self, texts: list[dict[str, Any]], wait_s: float) -> list[Answer]:
+        """Publish every text not already decided and wait up to `wait_s` for all outcomes."""
+        if (why := self.available) is not None:
+            raise Unavailable(why)
+        loop = asyncio.get_running_loop()
+        records = [_record(t) for t in texts]
+        waits: dict[str, Waiter] = {}
+        known: dict[str, Outcome] = {}
+        with self.follower.lock:
+            for record in records:
+                waiter: Waiter = (loop, loop.create_future())
+                outcome = self.index.wait(record.id, waiter)
+                if outcome is None:
+                    waits[record.id] = waiter
+                else:
+                    known[record.id] = outcome
+        try:
+            fresh = [r for r in records if r.id in waits and r.id not in self.pending]
+            if fresh:
+                await asyncio.to_thread(self._publish, fresh)
+            if waits:
+                await asyncio.wait([w[1] for w in waits.values()], timeout=wait_s)
+        finally:
+            with self.follower.lock:
+                for message_id, waiter in waits.items():
+                    if not waiter[1].done():
+                        self.index.forget(message_id, waiter)
+        answers = []
+        for record in records:
+            outcome = known.get(record.id)
+            if outcome is None and (w := waits.get(record.id)) and w[1].done():
+                outcome = w[1].result()
+            if outcome is None:
+                self.pending[record.id] = None
+                if len(self.pending) > self.settings.results_kept:
+                    self.pending.popitem(last=False)
+            else:
+                self.pending.pop(record.id, None)
+            answers.append(Answer(record.id, outcome))
+        return answers
+
+    def lookup(self, message_id: str) -> Outcome | None:
+        with self.follower.lock:
+            return self.index.get(message_id)
+
+    def _publish(self, records: list[TextRecord]) -> None:
+        try:
+            if self.publisher is None:
+                self.publisher = Publisher(
+                    self.settings,
+                    max_block_ms=int(PUBLISH_TIMEOUT_S * 1000),
+                    request_timeout_ms=int(PUBLISH_TIMEOUT_S * 1000),
+                )
+            futures = [self.publisher.send(record) for record in records]
+            for future in futures:
+                future.get(timeout=PUBLISH_TIMEOUT_S)
+        except KafkaError as exc:
+            raise Unavailable(f"cannot publish to Kafka: {exc}") from None
+
+
+def _record(text: dict[str, Any]) -> TextRecord:
+    # Not validated here on purpose: an empty or oversized text goes down the pipeline like any
+    # other, is refused by the classifiers and answered with its dead-letter reason.
+    return TextRecord.model_construct(
+        schema_version=1,
+        id=text.get("id") or new_id(),
+        text=text["text"],
+        metadata=text.get("metadata"),
+    )
+
+
+def _wake(waiters: list[Waiter], outcome: Outcome) -> None:
+    """From the follower's thread: resolve each waiter's future in its own event loop."""
+    for loop, future in waiters:
+        loop.call_soon_threadsafe(_resolve, future, outcome)
+
+
+def _resolve(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
+    if not future.done():
+        future.set_result(outcome)

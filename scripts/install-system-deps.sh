@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The system (Debian) packages triage and its tests need, installed only when missing: a no-op
+# that takes milliseconds when everything is there. Run by `make install` (so by every make
+# target) and by .ci/run before `make test`. Needs root or passwordless sudo only when something
+# is missing; without either it names what is missing and fails.
+set -euo pipefail
+
+need() { command -v "$1" >/dev/null 2>&1; }
+missing=()
+need make || missing+=(make)
+need java || missing+=(openjdk-17-jre-headless)  # the local Kafka broker (triage kafka start)
+need mvn || missing+=(maven)                      # fetches the broker's jars (triage/local/kafka_pom.xml)
+python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)  # .venv/
+need prometheus || missing+=(prometheus)          # tests/integration/test_observability.py
+need promtool || missing+=(prometheus)            # rule checks of deploy/alerts.yml
+need docker-compose || missing+=(docker-compose)  # tests/unit/test_deploy.py: `config` only
+need chromium || missing+=(chromium)              # browser test (headless)
+need chromedriver || missing+=(chromium-driver)
+
+((${#missing[@]})) || exit 0
+# One name per package (prometheus covers two commands).
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+
+if ((EUID == 0)); then
+  sudo=()
+elif need sudo && sudo -n true 2>/dev/null; then
+  sudo=(sudo -n)
+else
+  echo "missing system packages: ${missing[*]}" >&2
+  echo "error: installing them needs root or passwordless sudo; run as root:" \
+    "apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+
+echo "installing system packages: ${missing[*]}"
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+  apt-get install -y -qq "${missing[@]}" >/dev/null

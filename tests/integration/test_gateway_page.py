@@ -1,0 +1,89 @@
+"""The page of `triage serve` in a real headless Chromium (Debian's, through chromium-driver):
+type a message, get the label, a bar for every class, and the classifiers beside them.
+
+With `TRIAGE_SERVE_PNG=PATH` the page as the test left it is saved to PATH (how
+docs/serve.png is made)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import pytest
+from conftest import DEMO_STREAM
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ready
+from selenium.webdriver.support.ui import WebDriverWait
+from test_gateway import TOKEN, offline_labels, start_gateway, start_pipeline
+
+from consumers.artifacts import available_labels
+from training.train import read_dataset
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def browser():
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and driver, "chromium and chromium-driver: make install brings them"
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    profile = tempfile.mkdtemp(prefix="chromium-")
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--window-size=1280,900",
+    ):
+        options.add_argument(flag)
+    session = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    yield session
+    session.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_a_person_types_a_message_and_sees_every_class(procs, demo_models, tmp_path, browser):
+    labels = start_pipeline(procs, demo_models)
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{TOKEN}\n")
+    base = start_gateway(procs, "serve", tokens)
+    text = read_dataset(DEMO_STREAM).texts[1]
+
+    browser.get(f"{base}/")
+    wait = WebDriverWait(browser, 60)
+    browser.find_element(By.ID, "token").send_keys(TOKEN)
+    browser.find_element(By.ID, "text").send_keys(text)
+    browser.find_element(By.ID, "send").click()
+    try:
+        wait.until(ready.visibility_of_element_located((By.ID, "winner")))
+    except TimeoutException:
+        error = browser.find_element(By.ID, "error").text
+        logs = browser.get_log("browser")
+        raise AssertionError(f"no label; error shown: {error!r}; console: {logs}") from None
+    bars = browser.find_elements(By.CSS_SELECTOR, "#bars li")
+    assert sorted(b.get_attribute("data-class") for b in bars) == sorted(labels)
+    winner = browser.find_element(By.CSS_SELECTOR, "#bars li.winner").get_attribute("data-class")
+    assert browser.find_element(By.ID, "winner").text == winner
+    assert winner == offline_labels(demo_models, [text])[0]
+    assert browser.find_element(By.ID, "complete").text == "complete"
+
+    # The side panel: every classifier with its role, and the result among the latest.
+    wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#classifiers tbody tr")) > 0)
+    # (the panel is redrawn every 3 s: read it in one go, not element by element)
+    script = "return [...document.querySelectorAll('#classifiers tbody td:first-child')]"
+    names = browser.execute_script(script + ".map((td) => td.textContent)")
+    assert set(names) == set(available_labels(demo_models))
+    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#recent li"))
+    wait.until(lambda b: b.find_element(By.ID, "health").text == "ready")
+    if path := os.environ.get("TRIAGE_SERVE_PNG"):
+        browser.save_screenshot(path)

@@ -1,0 +1,92 @@
+"""`triage serve`'s HTTP rules that need no broker: tokens, body limits, validation, and a
+gateway that cannot reach Kafka answering 503 with `Retry-After` (its follower never started)."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.app import create_app
+from gateway.service import Gateway
+from triage.runtime.settings import ConfigError, ConnectionSettings, GatewaySettings
+
+
+def client(tmp_path, **fields) -> TestClient:
+    settings = GatewaySettings(
+        connection=ConnectionSettings(bootstrap_servers="127.0.0.1:1"), **fields
+    )
+    return TestClient(create_app(settings, Gateway(settings)), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def tokens(tmp_path):
+    path = tmp_path / "tokens"
+    path.write_text("first-token\n\n  second-token  \n")
+    return path
+
+
+def test_no_token_is_401_and_a_wrong_one_403_each_one_line(tmp_path, tokens):
+    c = client(tmp_path, token_file=tokens)
+    missing = c.post("/v1/classify", json={"text": "hi"})
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+    assert missing.json() == {"error": "a bearer token is required"}
+    wrong = c.post("/v1/classify", json={"text": "hi"}, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 403 and set(wrong.json()) == {"error"}
+    ok = c.post(
+        "/v1/classify", json={"text": "hi"}, headers={"Authorization": "Bearer second-token"}
+    )
+    assert ok.status_code == 503  # past the token check; Kafka is what is missing here
+    assert c.get("/healthz").status_code == 200  # probes need no token
+
+
+def test_a_gateway_without_kafka_answers_503_with_retry_after(tmp_path):
+    c = client(tmp_path)
+    for response in (c.post("/v1/classify", json={"text": "hi"}), c.get("/readyz")):
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "5"
+        assert "Kafka" in response.json()["error"]
+
+
+def test_oversize_bodies_get_413_before_anything_else(tmp_path):
+    c = client(tmp_path, max_body_bytes=100)
+    big = c.post("/v1/classify", json={"text": "x" * 200})
+    assert big.status_code == 413
+    assert big.json() == {"error": "the request body is larger than 100 bytes"}
+
+    def chunks():  # no Content-Length: counted as it arrives
+        yield b'{"text": "'
+        yield b"y" * 200
+        yield b'"}'
+
+    streamed = c.post(
+        "/v1/classify", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert streamed.status_code == 413
+
+
+def test_invalid_requests_get_422_with_one_line(tmp_path):
+    c = client(tmp_path, max_batch_texts=2)
+    missing = c.post("/v1/classify", json={"id": "a"})
+    assert missing.status_code == 422 and missing.json() == {"error": "body.text: Field required"}
+    not_json = c.post("/v1/classify", content=b"{", headers={"Content-Type": "application/json"})
+    assert not_json.status_code == 422 and set(not_json.json()) == {"error"}
+    many = c.post("/v1/classify/batch", json={"texts": [{"text": "a"}] * 3})
+    assert many.status_code == 422 and many.json() == {"error": "at most 2 texts a batch"}
+    assert c.get("/v1/results/nope").status_code == 404
+
+
+def test_the_page_the_api_description_and_metrics_are_served(tmp_path):
+    c = client(tmp_path)
+    page = c.get("/")
+    assert page.status_code == 200 and "<title>triage</title>" in page.text
+    assert c.get("/static/app.js").status_code == 200
+    paths = c.get("/openapi.json").json()["paths"]
+    assert {"/v1/classify", "/v1/classify/batch", "/v1/results/{message_id}"} <= set(paths)
+    assert "triage_gateway_requests_total" in c.get("/metrics").text
+
+
+def test_a_token_file_without_tokens_is_an_operator_error(tmp_path):
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    with pytest.raises(ConfigError, match="holds no token"):
+        client(tmp_path, token_file=empty)

@@ -1,0 +1,88 @@
+"""The import contracts in pyproject.toml ([tool.importlinter]) hold, and can fail.
+
+`lint-imports` is import-linter's command, from the dev extra, in the same venv as this test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+CONFIG = PYPROJECT["tool"]["importlinter"]
+CONTRACTS = CONFIG["contracts"]
+
+
+def _lint_imports(cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    assert LINT_IMPORTS.exists(), f"{LINT_IMPORTS} missing: install the dev extra (make install)"
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _contract_name(contract_type: str, forbidden: str | None = None) -> str:
+    for contract in CONTRACTS:
+        if contract["type"] == contract_type and (
+            forbidden is None or forbidden in contract.get("forbidden_modules", [])
+        ):
+            return str(contract["name"])
+    raise AssertionError(f"no {contract_type} contract (forbidding {forbidden}) in pyproject.toml")
+
+
+def test_import_contracts_hold() -> None:
+    result = _lint_imports(ROOT)
+    assert result.returncode == 0, f"lint-imports failed:\n{result.stdout}\n{result.stderr}"
+
+
+@pytest.mark.parametrize(
+    ("module_file", "line", "contract", "import_shown"),
+    [
+        # a lower layer importing a higher one
+        (
+            "schemas/codec.py",
+            "import triage.cli  # noqa",
+            _contract_name("layers"),
+            "schemas.codec -> triage.cli",
+        ),
+        # a service importing kafka-python itself rather than through triage.runtime
+        (
+            "consumers/scoring.py",
+            "import kafka  # noqa",
+            _contract_name("forbidden", "kafka"),
+            "consumers.scoring -> kafka",
+        ),
+    ],
+    ids=["layers", "kafka"],
+)
+def test_a_broken_contract_fails(
+    tmp_path: Path, module_file: str, line: str, contract: str, import_shown: str
+) -> None:
+    for package in CONFIG["root_packages"]:
+        shutil.copytree(
+            ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    with (tmp_path / module_file).open("a", encoding="utf-8") as f:
+        f.write(f"\n{line}\n")
+
+    # The copy first on the path, ahead of the repo the editable install points at.
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = _lint_imports(tmp_path, env)
+    output = result.stdout + result.stderr
+
+    assert result.returncode != 0, f"lint-imports passed a broken tree:\n{output}"
+    assert f"{contract} BROKEN" in output, output
+    assert import_shown in output, output

@@ -1,0 +1,237 @@
+"""`triage train`: one binary classifier per class, each saved with its manifest.
+
+The featuriser (`consumers.features`) is fitted once per run on the training part of a
+stratified split and copied into every class's pipeline, so each artifact stands alone while
+co-located classifiers from the same run share featurisation. Per class only a one-vs-rest
+logistic regression is fitted (class-balanced weights by default, optionally wrapped in sigmoid
+or isotonic calibration fitted out-of-fold), in parallel across cores, and validated on the
+held-out part. The split seed and size go into the manifest so `triage evaluate` can score
+exactly the rows training did not see. Training one class never touches another class's folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.pipeline import FeatureUnion, Pipeline
+
+from consumers.artifacts import Manifest, TrainingData, next_version, save_model
+from consumers.features import FEATURIZER, featurizer
+from training.metrics import binary_metrics
+from training.progress import ProgressBar
+
+log = logging.getLogger(__name__)
+
+SEED = 13
+TEST_SIZE = 0.2
+CALIBRATIONS = ("none", "sigmoid", "isotonic")
+
+
+class DataError(Exception):
+    """The training or evaluation CSV cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    path: Path
+    sha256: str
+    texts: list[str]
+    labels: list[str]
+
+
+@dataclass(frozen=True)
+class Options:
+    """How each class's model is fitted; recorded in every manifest's `params`.
+
+    Defaults measured on BANKING77 (77 classes, held-out 20 %): balanced weights without
+    calibration give the best accuracy (91.2 %) and a calibrated winner (ECE 0.042). Sigmoid
+    calibration out-of-fold calibrates each classifier's own probability (lower Brier score) but
+    leaves the argmax winner underconfident (ECE 0.058); isotonic also ties classes and costs
+    0.8 points of accuracy. Without balanced weights the winner's ECE is 0.20.
+    """
+
+    c: float = 10.0
+    class_weight: str | None = "balanced"
+    calibration: str = "none"
+    calibration_folds: int = 5
+    seed: int = SEED
+    test_size: float = TEST_SIZE
+
+    def params(self) -> dict[str, object]:
+        return {"model": "LogisticRegression", "solver": "liblinear-dual", **asdict(self)}
+
+
+def read_dataset(path: Path) -> Dataset:
+    """A CSV with columns `text,category`."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    rows = list(csv.DictReader(raw.decode("utf-8-sig").splitlines()))
+    if not rows or not {"text", "category"} <= set(rows[0]):
+        raise DataError(f"{path}: expected a CSV with columns text,category")
+    rows = [r for r in rows if r["text"] and r["category"]]
+    return Dataset(
+        path=path,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        texts=[r["text"] for r in rows],
+        labels=[r["category"] for r in rows],
+    )
+
+
+def split(data: Dataset, test_size: float = TEST_SIZE, seed: int = SEED):
+    """The stratified train/validation split that training and evaluation share."""
+    return train_test_split(
+        data.texts, data.labels, test_size=test_size, random_state=seed, stratify=data.labels
+    )
+
+
+def train(
+    data: Dataset,
+    out: Path,
+    labels: list[str] | None = None,
+    options: Options | None = None,
+    n_jobs: int = -1,
+    progress: bool = True,
+) -> list[Manifest]:
+    """Fit and save one model per class in `labels` (default: every class in `data`)."""
+    options = options or Options()
+    if options.calibration not in CALIBRATIONS:
+        raise DataError(f"calibration must be one of {', '.join(CALIBRATIONS)}")
+    classes = sorted(set(data.labels))
+    wanted = sorted(set(labels or classes))
+    unknown = sorted(set(wanted) - set(classes))
+    if unknown:
+        raise DataError(f"{data.path}: no rows for class(es) {', '.join(unknown)}")
+    started = time.monotonic()
+    try:
+        x_train, x_val, y_train, y_val = split(data, options.test_size, options.seed)
+        features = featurizer().fit(x_train)
+    except ValueError as exc:
+        raise DataError(f"{data.path}: cannot split and featurise this data: {exc}") from None
+    xt, xv = features.transform(x_train), features.transform(x_val)
+    features_sha = hashlib.sha256(_pickled(_without_process_state(features))).hexdigest()
+    y_train_arr, y_val_arr = np.asarray(y_train), np.asarray(y_val)
+    log.info(
+        "featurised %d texts (%d features) in %.1fs",
+        len(x_train),
+        xt.shape[1],
+        time.monotonic() - started,
+    )
+    _check_calibration_folds(options, wanted, y_train_arr)
+
+    bar = ProgressBar(len(wanted), "classes") if progress else None
+    jobs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+        delayed(_fit_one)(label, xt, y_train_arr == label, options) for label in wanted
+    )
+    manifests = {}
+    for label, clf in jobs:  # save each model as it arrives, while the workers fit the next
+        manifests[label] = _save(
+            out,
+            label,
+            features,
+            features_sha,
+            clf,
+            data,
+            options,
+            positives=int((y_train_arr == label).sum()),
+            rows=len(x_train),
+            metrics=_validation_metrics(clf, xv, y_val_arr == label),
+        )
+        if bar:
+            bar.advance(label)
+    log.info("trained %d classifier(s) in %.1fs", len(manifests), time.monotonic() - started)
+    return [manifests[label] for label in wanted]
+
+
+def _check_calibration_folds(options: Options, labels: list[str], y: np.ndarray) -> None:
+    if options.calibration == "none":
+        return
+    fewest = min(int((y == label).sum()) for label in labels)
+    if fewest < options.calibration_folds:
+        raise DataError(
+            f"calibration needs at least {options.calibration_folds} training rows per class; "
+            f"a class has {fewest}. Use --calibration none or add rows."
+        )
+
+
+def _fit_one(label: str, x, y: np.ndarray, options: Options):
+    """One class's classifier; runs in a worker process, so it returns the label with it."""
+    # The dual problem has one variable per text instead of per feature: with far more features
+    # than texts liblinear reaches the same model about ten times faster.
+    model = LogisticRegression(
+        C=options.c,
+        class_weight=options.class_weight,
+        solver="liblinear",
+        dual=True,
+        max_iter=1000,
+        random_state=options.seed,
+    )
+    y = y.astype(int)
+    if options.calibration == "none":
+        return label, model.fit(x, y)
+    folds = StratifiedKFold(options.calibration_folds, shuffle=True, random_state=options.seed)
+    calibrated = CalibratedClassifierCV(model, method=options.calibration, cv=folds, ensemble=False)
+    return label, calibrated.fit(x, y)
+
+
+def _validation_metrics(clf, x, y: np.ndarray) -> dict[str, float]:
+    proba = clf.predict_proba(x)[:, list(clf.classes_).index(1)]
+    metrics = binary_metrics(y.astype(int), proba)
+    metrics["validation_rows"] = metrics.pop("rows")
+    metrics["validation_positives"] = metrics.pop("positives")
+    return metrics
+
+
+def _save(
+    out: Path,
+    label: str,
+    features: FeatureUnion,
+    features_sha: str,
+    clf,
+    data: Dataset,
+    options: Options,
+    positives: int,
+    rows: int,
+    metrics: dict[str, float],
+) -> Manifest:
+    return save_model(
+        Pipeline([("features", features), ("clf", clf)]),
+        out,
+        label=label,
+        version=next_version(out, label),
+        featurizer=FEATURIZER,
+        featurizer_sha256=features_sha,
+        training_data=TrainingData(
+            path=str(data.path), sha256=data.sha256, rows=rows, positives=positives
+        ),
+        params=options.params(),
+        metrics=metrics,
+    )
+
+
+def _without_process_state(features: FeatureUnion) -> FeatureUnion:
+    """Drop the vectorizers' cached `id()` of their stop-word list, which differs per process:
+    then the same data and seed give the same bytes, so a class retrained alone still shares
+    its featuriser (and one featurisation per batch) with the classes trained before it."""
+    for _, vectorizer in features.transformer_list:
+        vars(vectorizer).pop("_stop_words_id", None)
+    return features
+
+
+def _pickled(obj) -> bytes:
+    buffer = io.BytesIO()
+    joblib.dump(obj, buffer)
+    return buffer.getvalue()

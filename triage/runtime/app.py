@@ -1,0 +1,268 @@
+"""The one run loop under every service: consume → step → produce and commit, exactly once.
+
+A service says what it consumes and what it does to a batch (`Service.process`); the
+`Application` owns everything else, the same for every service: the Kafka clients of a session,
+fencing by transactional id, the release of stale offset commits, one transaction per polled
+batch holding the outputs and the input offsets, per-partition state restored from a compacted
+changelog on assignment and written back in the batch's transaction, the position watch, the
+liveness watchdog, signals, and the loop's metrics. Any Kafka error ends the session: its
+transaction is aborted and a new session starts from the committed offsets, so a batch is either
+wholly visible or never was. A credential or ACL error stops the service with one line.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+from triage.runtime import metrics
+from triage.runtime.clock import now_ms
+from triage.runtime.kafka import KafkaError, clients, security, topics, transactions
+from triage.runtime.kafka.reader import TopicReader
+from triage.runtime.kafka.security import SecurityError
+from triage.runtime.liveness import beat, settle_heap, watch
+from triage.runtime.records import Batch, Output, Partition, next_offsets
+from triage.runtime.settings import CommonSettings, ConfigError
+
+log = logging.getLogger(__name__)
+
+# A changelog partition that stops delivering records this long before its end ends the session
+# (and so the restore is retried from scratch): deciding with part of the state could double.
+RESTORE_STALL_S = 30.0
+
+
+class PartitionState(Protocol):
+    """A service's state of one input partition, backed by the same partition of its changelog."""
+
+    def restore(self, key: bytes, value: bytes | None) -> None:
+        """Apply one changelog record (replayed in order on assignment)."""
+
+    def changes(self) -> Mapping[bytes, bytes | None]:
+        """What changed since the last call, to write to the changelog (None: a tombstone)."""
+
+
+class Session:
+    """What a service may use while its session lasts; closed with it."""
+
+    def __init__(self, settings: CommonSettings, producer: Any) -> None:
+        self.settings = settings
+        self._producer = producer
+        self._readers: list[TopicReader] = []
+
+    def write(self, outputs: list[Output]) -> None:
+        """Produce `outputs` in a transaction of their own (outside any batch)."""
+        transactions.commit_batch(self._producer, None, outputs, {})
+
+    def reader(self, topic: str, partitions: Iterable[int] | None = None) -> TopicReader:
+        """A reader of `topic` from its start, closed when the session ends."""
+        reader = TopicReader(self.settings, topic, partitions)
+        self._readers.append(reader)
+        return reader
+
+    def close(self) -> None:
+        clients.close_quietly(*self._readers)
+        self._readers.clear()
+
+
+class Service:
+    """A step on the runtime. Override what applies; the defaults do nothing.
+
+    `inputs` are consumed as one consumer group (`group_id`); `outputs` are the topics the
+    steps produce to (their metadata is fetched before the first batch). A stateful service
+    names a compacted `changelog` topic with as many partitions as its inputs and returns a
+    `PartitionState` from `assign`.
+    """
+
+    name = "service"
+    group_id = ""
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    changelog: str | None = None
+    max_batch = 500
+    poll_timeout_ms = 100
+    producer_overrides: Mapping[str, Any] = {}
+
+    def open(self, session: Session) -> None:
+        """A session starts: before the first poll (announce, open side readers)."""
+
+    def process(self, batch: Batch, now_ms: int) -> list[Output]:
+        """The step: one polled batch (maybe empty) → what to produce in its transaction."""
+        return []
+
+    def committed(self) -> None:
+        """The last `process`'s outputs are committed: count them in the metrics."""
+
+    def close(self) -> None:
+        """The session ended (its clients are closed)."""
+
+    def assign(self, partition: int) -> PartitionState | None:
+        """A partition is now ours: its state, to be restored from the changelog."""
+        return None
+
+    def revoke(self, partition: int) -> None:
+        """A partition is no longer ours: drop its state."""
+
+
+class Application:
+    def __init__(self, service: Service, settings: CommonSettings) -> None:
+        self.service = service
+        self.settings = settings
+        self.states: dict[int, PartitionState] = {}
+        # kafka-python logs and swallows what a rebalance listener raises: a failed restore is
+        # kept here and raised after the poll, which ends the session.
+        self._assign_error: BaseException | None = None
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve until `stop`, in sessions; returns after the batch in flight is committed."""
+        metrics.serve(self.settings)
+        topics.ensure_topics(self.settings)
+        run_sessions(self.service.name, self._session, stop, self.settings.stall_timeout_s)
+
+    def _session(self, stop: threading.Event) -> None:
+        s, svc = self.settings, self.service
+        producer = clients.transactional_producer(
+            s,
+            f"{svc.group_id}.{s.instance_id}",
+            transaction_timeout_ms=10_000,
+            **svc.producer_overrides,
+        )
+        consumer = clients.consumer(
+            s,
+            group_id=svc.group_id,
+            max_poll_records=svc.max_batch,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=3_000,
+        )
+        session = Session(s, producer)
+        positions = transactions.PositionWatch()
+        try:
+            transactions.release_stale_offsets(producer, svc.group_id)
+            topics.know_topics(producer, *svc.outputs, *filter(None, [svc.changelog]))
+            svc.open(session)
+            topics.subscribe(
+                consumer, list(svc.inputs), topics.listener(self._assigned, self._revoked)
+            )
+            log.info("%s joined group %s, consuming %s", svc.name, svc.group_id, svc.inputs)
+            while not stop.is_set():
+                beat()
+                batch = consumer.poll(timeout_ms=svc.poll_timeout_ms)
+                if self._assign_error is not None:
+                    error, self._assign_error = self._assign_error, None
+                    raise error
+                if not batch:
+                    positions.check(consumer)
+                self._step(batch, producer, consumer)
+        finally:
+            clients.close_quietly(consumer, producer)
+            session.close()
+            svc.close()
+            for partition in list(self.states):
+                self._revoked([Partition("", partition)])
+
+    def _step(self, batch: Batch, producer: Any, consumer: Any) -> None:
+        svc = self.service
+        if svc.changelog is not None:
+            # Revoked during this poll: the next owner replays it from the committed offsets.
+            batch = {tp: rs for tp, rs in batch.items() if tp.partition in self.states}
+        outputs = svc.process(batch, now_ms())
+        outputs += self._changelog()
+        offsets = next_offsets(batch)
+        if outputs or offsets:
+            transactions.commit_batch(producer, consumer, outputs, offsets)
+            metrics.count_batch(svc.name, batch, outputs)
+        svc.committed()
+
+    def _changelog(self) -> list[Output]:
+        topic = self.service.changelog
+        if topic is None:
+            return []
+        return [
+            Output(topic, key, value, partition)
+            for partition, state in self.states.items()
+            for key, value in state.changes().items()
+        ]
+
+    def _assigned(self, partitions: list[Partition]) -> None:
+        for partition in sorted({tp.partition for tp in partitions} - self.states.keys()):
+            state = self.service.assign(partition)
+            if state is None:
+                continue
+            try:
+                restored = self._restore(state, partition)
+            except BaseException as exc:
+                self.service.revoke(partition)
+                self._assign_error = exc
+                return
+            self.states[partition] = state
+            log.info(
+                "%s: partition %d assigned, %d changelog records restored (%s)",
+                self.service.name,
+                partition,
+                restored,
+                state,
+            )
+
+    def _revoked(self, partitions: list[Partition]) -> None:
+        for partition in sorted({tp.partition for tp in partitions}):
+            self.states.pop(partition, None)
+            self.service.revoke(partition)
+
+    def _restore(self, state: PartitionState, partition: int) -> int:
+        assert self.service.changelog is not None
+        count = 0
+        with TopicReader(self.settings, self.service.changelog, [partition]) as reader:
+            for record in reader.read_to_end(stall_s=RESTORE_STALL_S):
+                if record.key is not None:
+                    state.restore(record.key, record.value)
+                    count += 1
+        return count
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT, so loops finish their transaction and exit cleanly."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("received %s, stopping after the current batch", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def run_sessions(
+    name: str,
+    session: Callable[[threading.Event], None],
+    stop: threading.Event,
+    stall_limit_s: float | None = None,
+) -> None:
+    """Run `session` until `stop`; restart it after a Kafka error, with growing backoff.
+
+    With `stall_limit_s`, a `Liveness` watchdog restarts the whole process when the loop makes
+    no progress (no `beat()`) for that long. One such loop per process.
+    """
+    settle_heap()
+    if stall_limit_s is not None:
+        watch(name, stall_limit_s, stop)
+    backoff = 0.5
+    while not stop.is_set():
+        started = time.monotonic()
+        beat()
+        try:
+            session(stop)
+        except ConfigError:
+            raise
+        except KafkaError as exc:
+            if security.is_security_error(exc):
+                # Retrying cannot fix credentials or a missing ACL: stop with one clear line.
+                raise SecurityError(f"{name}: {security.describe(exc)}") from None
+            if time.monotonic() - started > 30:
+                backoff = 0.5
+            log.warning("%s: Kafka error, restarting session in %.1fs: %r", name, backoff, exc)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 10.0)

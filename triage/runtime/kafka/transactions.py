@@ -1,0 +1,127 @@
+"""Kafka transactions: a batch's outputs and its input offsets committed together, exactly once.
+
+Outputs of a polled batch and the batch's input offsets are committed in one Kafka transaction
+(KIP-98), with the consumer's group metadata so the broker fences a stale instance (KIP-447).
+Every step waits a bounded time: a timeout raises, the session ends, and the next session's
+producer (same transactional id) fences this one and aborts the open transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaTimeoutError
+from kafka.structs import ConsumerGroupMetadata, OffsetAndMetadata, TopicPartition
+
+from triage.runtime.liveness import beat
+from triage.runtime.records import Output, Partition
+
+log = logging.getLogger(__name__)
+
+TRANSACTION_STEP_TIMEOUT_S = 20.0
+
+
+def commit_batch(
+    producer: KafkaProducer,
+    consumer: KafkaConsumer | None,
+    outputs: Iterable[Output],
+    offsets: Mapping[Partition, int],
+    timeout_s: float = TRANSACTION_STEP_TIMEOUT_S,
+) -> None:
+    """Send `outputs` and commit `offsets` for `consumer`'s group in one transaction.
+
+    Each step is bounded by `timeout_s`: kafka-python waits without limit for the offset and
+    commit requests, and after a broker restart such a request can stay unanswered forever.
+    A timeout raises, the session ends, and the next session's producer (same transactional
+    id) fences this one and aborts the open transaction.
+    """
+    producer.begin_transaction()
+    try:
+        for out in outputs:
+            producer.send(out.topic, key=out.key, value=out.value, partition=out.partition)
+        if offsets and consumer is not None:
+            manager = producer._transaction_manager
+            _await(
+                producer,
+                manager.send_offsets_to_transaction(
+                    {
+                        TopicPartition(*tp): OffsetAndMetadata(offset, "", -1)
+                        for tp, offset in offsets.items()
+                    },
+                    consumer.group_metadata(),
+                ),
+                "sending offsets to the transaction",
+                timeout_s,
+            )
+        _await(producer, producer._transaction_manager.begin_commit(), "committing", timeout_s)
+    except BaseException:
+        _abort_quietly(producer)
+        raise
+
+
+def release_stale_offsets(
+    producer: KafkaProducer, group_id: str, timeout_s: float = TRANSACTION_STEP_TIMEOUT_S
+) -> None:
+    """Abort one empty transaction that holds `group_id`'s offsets, before consuming.
+
+    The abort marker this transactional id writes to the group's offsets partition discards
+    any offset commit a previous session of the same id left pending there. Across a broker
+    restart such a commit can outlive its transaction; the group's next consumer then waits on
+    UNSTABLE_OFFSET_COMMIT for as long as it stays, and nothing else clears it.
+    """
+    producer.begin_transaction()
+    try:
+        _await(
+            producer,
+            producer._transaction_manager.send_offsets_to_transaction(
+                {}, ConsumerGroupMetadata(group_id, -1, "", None)
+            ),
+            "adding the group's offsets to the transaction",
+            timeout_s,
+        )
+    finally:
+        _await(producer, producer._transaction_manager.begin_abort(), "aborting", timeout_s)
+
+
+def _await(producer: KafkaProducer, result, what: str, timeout_s: float) -> None:
+    beat()  # every wait here is bounded: a step that starts one is progress
+    producer._sender.wakeup()
+    if not result.wait(timeout_ms=timeout_s * 1000):
+        raise KafkaTimeoutError(f"{what} took longer than {timeout_s:.0f}s")
+
+
+def _abort_quietly(producer: KafkaProducer) -> None:
+    try:
+        _await(producer, producer._transaction_manager.begin_abort(), "aborting", 5)
+    except Exception as exc:  # the session is ending anyway; the broker times it out
+        log.debug("abort after failure also failed: %s", exc)
+
+
+class PositionWatch:
+    """Ends a session whose consumer has gone `limit_s` without a start position somewhere.
+
+    kafka-python retries an offset fetch that keeps failing (UNSTABLE_OFFSET_COMMIT, for one)
+    silently and forever; a new session releases stale offsets first and asks again.
+    """
+
+    def __init__(self, limit_s: float = 60.0) -> None:
+        self.limit_s = limit_s
+        self._since: float | None = None
+
+    def check(self, consumer: KafkaConsumer) -> None:
+        missing = consumer._subscription.missing_fetch_positions()
+        if not missing:
+            self._since = None
+            return
+        now = time.monotonic()
+        if self._since is None:
+            self._since = now
+        elif now - self._since > self.limit_s:
+            names = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(missing))
+            raise KafkaTimeoutError(
+                f"no start position for {names} after {self.limit_s:.0f}s"
+                " (is a committed offset stuck unstable?)"
+            )

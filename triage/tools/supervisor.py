@@ -1,0 +1,122 @@
+"""`triage up`: every classifier and the aggregator as separate local processes.
+
+Children are the same `triage` commands an operator would run by hand. A child that exits
+unexpectedly is restarted after a short pause; SIGTERM or Ctrl-C stops all of them with SIGTERM
+(each finishes its open transaction) and waits, killing only what does not stop in time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from triage.runtime.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 15.0
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+
+    def start(self) -> None:
+        env = os.environ | self.env
+        self.process = subprocess.Popen(self.argv, env=env)
+        log.info("started %s (pid %d)", self.name, self.process.pid)
+
+
+def triage_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "triage.cli", *args]
+
+
+def plan(
+    models: Path,
+    labels: list[str],
+    colocated: bool,
+    metrics_base: int | None,
+    env: dict[str, str] | None = None,
+) -> list[Child]:
+    """The processes `up` runs: one per classifier (or one for all), and the aggregator, each
+    with `env` on top of this process's environment."""
+    env = env or {}
+    groups = [labels] if colocated else [[label] for label in labels]
+    children = []
+    for i, group in enumerate(groups):
+        argv = triage_argv("classifier", "--models", str(models))
+        for label in group:
+            argv += ["--label", label]
+        name = "classifier " + ("(colocated)" if colocated else group[0])
+        children.append(Child(name, argv, env | _metrics_env(metrics_base, i + 1)))
+    aggregator = triage_argv("aggregate")
+    children.append(Child("aggregator", aggregator, env | _metrics_env(metrics_base, 0)))
+    return children
+
+
+def connection_env(settings: CommonSettings) -> dict[str, str]:
+    """The cluster and topic prefix of `settings`, as the variables a child process reads."""
+    env = {"TRIAGE_TOPIC_PREFIX": settings.topic_prefix}
+    if settings.connection.bootstrap_servers:
+        env["TRIAGE_BOOTSTRAP_SERVERS"] = settings.connection.bootstrap_servers
+    return env
+
+
+def _metrics_env(base: int | None, offset: int) -> dict[str, str]:
+    return {} if base is None else {"TRIAGE_METRICS_PORT": str(base + offset)}
+
+
+def metrics_urls(children: list[Child], host: str) -> list[str]:
+    """One line per child that serves metrics: where Prometheus should scrape it."""
+    return [
+        f"{child.name} metrics: http://{host}:{child.env['TRIAGE_METRICS_PORT']}/metrics"
+        for child in children
+        if "TRIAGE_METRICS_PORT" in child.env
+    ]
+
+
+def supervise(children: list[Child], stop: threading.Event) -> int:
+    for child in children:
+        child.start()
+    while not stop.wait(0.5):
+        for child in children:
+            code = child.process.poll() if child.process else None
+            if code is not None:
+                child.restarts += 1
+                log.warning(
+                    "%s exited with %d; restarting (restart #%d)", child.name, code, child.restarts
+                )
+                time.sleep(min(child.restarts, 5))
+                child.start()
+    return shutdown(children)
+
+
+def shutdown(children: list[Child]) -> int:
+    for child in children:
+        if child.process and child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    failed = 0
+    for child in children:
+        if not child.process:
+            continue
+        try:
+            code = child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.error("%s did not stop within %.0fs; killing it", child.name, STOP_GRACE_S)
+            child.process.kill()
+            code = child.process.wait()
+        failed += code not in (0, -signal.SIGTERM)
+        log.info("%s stopped (exit %s)", child.name, code)
+    return 1 if failed else 0
