@@ -87,7 +87,7 @@ class Gateway:
         try:
             fresh = [r for r in records if r.id in waits and r.id not in self.pending]
             if fresh:
-                await asyncio.to_thread(self._publish, fresh)
+                await self._publish(fresh)
             if waits:
                 await asyncio.wait([w[1] for w in waits.values()], timeout=wait_s)
         finally:
@@ -113,19 +113,29 @@ class Gateway:
         with self.follower.lock:
             return self.index.get(message_id)
 
-    def _publish(self, records: list[TextRecord]) -> None:
+    async def _publish(self, records: list[TextRecord]) -> None:
+        """Send `records` and wait for the broker's acknowledgements without holding a thread:
+        the producer's callbacks resolve futures of this event loop. (Waiting in worker
+        threads instead capped the gateway at its thread pool: 6 threads on 2 cores.)"""
+        if self.publisher is None:  # connecting may block: not on the event loop
+            self.publisher = await asyncio.to_thread(
+                Publisher,
+                self.settings,
+                max_block_ms=int(PUBLISH_TIMEOUT_S * 1000),
+                request_timeout_ms=int(PUBLISH_TIMEOUT_S * 1000),
+            )
+        loop = asyncio.get_running_loop()
+        acks = []
         try:
-            if self.publisher is None:
-                self.publisher = Publisher(
-                    self.settings,
-                    max_block_ms=int(PUBLISH_TIMEOUT_S * 1000),
-                    request_timeout_ms=int(PUBLISH_TIMEOUT_S * 1000),
-                )
-            futures = [self.publisher.send(record) for record in records]
-            for future in futures:
-                future.get(timeout=PUBLISH_TIMEOUT_S)
-        except KafkaError as exc:
-            raise Unavailable(f"cannot publish to Kafka: {exc}") from None
+            for record in records:
+                ack: asyncio.Future[None] = loop.create_future()
+                sent = self.publisher.send(record)
+                sent.add_callback(lambda _meta, f=ack: loop.call_soon_threadsafe(_done, f, None))
+                sent.add_errback(lambda exc, f=ack: loop.call_soon_threadsafe(_done, f, exc))
+                acks.append(ack)
+            await asyncio.wait_for(asyncio.gather(*acks), PUBLISH_TIMEOUT_S * 2)
+        except (KafkaError, TimeoutError) as exc:
+            raise Unavailable(f"cannot publish to Kafka: {exc!r}") from None
 
 
 def _record(text: dict[str, Any]) -> TextRecord:
@@ -148,3 +158,12 @@ def _wake(waiters: list[Waiter], outcome: Outcome) -> None:
 def _resolve(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
     if not future.done():
         future.set_result(outcome)
+
+
+def _done(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)

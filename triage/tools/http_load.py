@@ -58,7 +58,7 @@ class HttpLoad:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         while (record := work.get()) is not None:
-            body = json.dumps({"id": record.id, "text": record.text})
+            body = json.dumps({"id": record.id, "text": record.text}).encode()
             sent = time.perf_counter()
             try:
                 connection.request("POST", f"/v1/classify?wait={self.wait_s}", body, headers)
