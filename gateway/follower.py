@@ -101,8 +101,11 @@ class Follower(threading.Thread):
             for record in outcomes.poll(timeout_ms=100):
                 self._take(record.topic, record.key, record.value)
                 self._positions[Partition(record.topic, record.partition)] = record.offset + 1
-            with self.lock:
-                registry.poll()
+            # The lock is held only to apply what was read, never while Kafka answers: the
+            # requests' event loop takes it too.
+            if changes := registry.fetch():
+                with self.lock:
+                    registry.apply(changes)
             if time.monotonic() - checked > CHECK_S:
                 outcomes.check()
                 checked = time.monotonic()

@@ -29,7 +29,7 @@ from triage.registry.view import RegistryView, latest, with_voter
 from triage.runtime.clock import now_ms
 from triage.runtime.kafka import clients
 from triage.runtime.kafka.reader import TopicReader
-from triage.runtime.records import Output
+from triage.runtime.records import Output, Record
 from triage.runtime.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,14 @@ class RegistryReader:
 
     def poll(self, timeout_ms: int = 0) -> int:
         """Apply what arrived since the last call; returns the number of records read."""
-        records = self._reader.poll(timeout_ms)
+        return self.apply(self.fetch(timeout_ms))
+
+    def fetch(self, timeout_ms: int = 0) -> list[Record]:
+        """What arrived since the last call, not applied yet (a caller sharing the view with
+        other threads applies it under its lock, not holding the lock while Kafka answers)."""
+        return self._reader.poll(timeout_ms)
+
+    def apply(self, records: list[Record]) -> int:
         for record in records:
             self._apply(record.key, record.value, record.timestamp)
         return len(records)
