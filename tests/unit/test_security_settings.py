@@ -125,6 +125,8 @@ def test_roles_cannot_do_each_others_jobs():
     assert not {(topic, "p-texts", read), (topic, "p-scores", write)} & aggregator
     reader = {(topic, "p-labels", read), (topic, "p-triage-dead-letters", read)}
     assert allowed(acls.READER) == reader
+    gateway = reader | {(topic, "p-texts", write), (topic, "p-triage-registry", read)}
+    assert allowed(acls.GATEWAY) == gateway
     every = set().union(*(allowed(r) for r in acls.ROLES))
     assert all(name.startswith("p-") for _, name, _ in every)
     assert not any(op in (ACLOperation.CREATE, ACLOperation.ALTER) for *_, op in every)

@@ -27,7 +27,8 @@ from kafka.admin import (
 from triage.runtime.settings import AggregatorSettings, CommonSettings
 
 PUBLISHER, CLASSIFIER, AGGREGATOR, READER = "publisher", "classifier", "aggregator", "reader"
-ROLES = (PUBLISHER, CLASSIFIER, AGGREGATOR, READER)
+GATEWAY = "gateway"
+ROLES = (PUBLISHER, CLASSIFIER, AGGREGATOR, READER, GATEWAY)
 
 READ, WRITE = ACLOperation.READ, ACLOperation.WRITE
 LITERAL, PREFIXED = ACLResourcePatternType.LITERAL, ACLResourcePatternType.PREFIXED
@@ -74,6 +75,12 @@ def grants(role: str, settings: CommonSettings) -> list[Grant]:
             Grant(ResourceType.TRANSACTIONAL_ID, aggregator_group + ".", WRITE, PREFIXED),
         ],
         READER: [Grant(topic, s.labels, READ), Grant(topic, s.dead_letters, READ)],
+        GATEWAY: [
+            Grant(topic, s.texts, WRITE),
+            Grant(topic, s.labels, READ),
+            Grant(topic, s.dead_letters, READ),
+            Grant(topic, s.registry, READ),
+        ],
     }
     if role not in by_role:
         raise ValueError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
