@@ -85,12 +85,9 @@ def decode_text(
     key_id = decode_key(key)
     if not value:
         return Rejected(Reason.EMPTY_RECORD, "the record has no value", key_id)
-    if len(value) > limits.max_record_bytes:
-        return Rejected(
-            Reason.RECORD_TOO_LARGE,
-            f"{len(value)} bytes exceeds the limit of {limits.max_record_bytes}",
-            key_id,
-        )
+    size, limit = len(value), limits.max_record_bytes
+    if size > limit:
+        return _over_limit(Reason.RECORD_TOO_LARGE, size, limit, "bytes", key_id)
     try:
         raw = value.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -132,15 +129,17 @@ def _checked_text(
     if not text.strip():
         return Rejected(Reason.EMPTY_TEXT, "the text is empty", record_id)
     if len(text) > limits.max_text_chars:
-        return Rejected(
-            Reason.TEXT_TOO_LONG,
-            f"{len(text)} characters exceeds the limit of {limits.max_text_chars}",
-            record_id,
+        return _over_limit(
+            Reason.TEXT_TOO_LONG, len(text), limits.max_text_chars, "characters", record_id
         )
     try:
         return TextRecord(id=record_id, text=text, metadata=metadata)
     except ValidationError as exc:
         return Rejected(Reason.INVALID_FIELDS, _first_error(exc), record_id)
+
+
+def _over_limit(reason: str, size: int, limit: int, unit: str, record_id: str | None) -> Rejected:
+    return Rejected(reason, f"{size} {unit} exceeds the limit of {limit}", record_id)
 
 
 def _decode_model(model: type[M], value: bytes | None, max_bytes: int) -> M | Rejected:

@@ -26,15 +26,7 @@ def test_bench_reports_every_text_once_with_offline_labels(env, demo_models, mod
     args += ["--warmup", "20", "--mode", mode, "--models", str(demo_models), "--json"]
     if rate:
         args += ["--rate", str(rate)]
-    done = subprocess.run(
-        [sys.executable, "-m", "triage.cli", "--log-level", "WARNING", "bench", *args],
-        env=os.environ | env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout)
+    report = run_bench(env, *args)
     assert set(report) >= REPORT_KEYS
     assert (report["mode"], report["classes"], report["warmup"]) == (mode, 3, 20)
     assert len(report["runs"]) == 2
@@ -52,18 +44,22 @@ def test_bench_reports_every_text_once_with_offline_labels(env, demo_models, mod
 def test_bench_via_http_reports_request_latency_beside_the_pipelines(env, demo_models):
     args = ["--data", str(DEMO_TRAIN), "--classes", "3", "--messages", "60", "--repeat", "1"]
     args += ["--warmup", "20", "--models", str(demo_models), "--rate", "50", "--via", "http"]
-    done = subprocess.run(
-        [sys.executable, "-m", "triage.cli", "--log-level", "WARNING", "bench", *args, "--json"],
-        env=os.environ | env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout)
+    report = run_bench(env, *args, "--json")
     (run,) = report["runs"]
     assert (run["results"], run["missing"], run["duplicates"]) == (60, 0, 0)
     assert run["agreement"] == 1.0 and run["request_failures"] == 0
     assert 0 < run["request_p50_ms"] <= run["request_p95_ms"] <= run["request_p99_ms"]
     assert run["p50_ms"] > 0
     assert report["request_p99_ms"] == run["request_p99_ms"] and report["via"] == "http"
+
+
+def run_bench(env: dict[str, str], *args: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-m", "triage.cli", "--log-level", "WARNING", "bench", *args],
+        env=os.environ | env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
