@@ -101,17 +101,23 @@ def _abort_quietly(producer: KafkaProducer) -> None:
 
 
 class PositionWatch:
-    """Ends a session whose consumer has gone `limit_s` without a start position somewhere.
+    """Ends a session whose consumer has gone `limit_s` without a start position somewhere, or
+    without being a stable member of its group.
 
     kafka-python retries an offset fetch that keeps failing (UNSTABLE_OFFSET_COMMIT, for one)
-    silently and forever; a new session releases stale offsets first and asks again.
+    silently and forever; a new session releases stale offsets first and asks again. It can
+    also go on polling without ever joining its group (seen: one of three classifier processes
+    started at once spun in the coordinator lookup for over ten minutes, its group with no
+    member); a new session with new clients joins.
     """
 
     def __init__(self, limit_s: float = 60.0) -> None:
         self.limit_s = limit_s
         self._since: float | None = None
+        self._unjoined_since: float | None = None
 
     def check(self, consumer: KafkaConsumer) -> None:
+        self._check_member(consumer)
         missing = consumer._subscription.missing_fetch_positions()
         if not missing:
             self._since = None
@@ -124,4 +130,18 @@ class PositionWatch:
             raise KafkaTimeoutError(
                 f"no start position for {names} after {self.limit_s:.0f}s"
                 " (is a committed offset stuck unstable?)"
+            )
+
+    def _check_member(self, consumer: KafkaConsumer) -> None:
+        coordinator = getattr(consumer, "_coordinator", None)
+        if coordinator is None or not consumer.subscription() or coordinator.stable():
+            self._unjoined_since = None
+            return
+        now = time.monotonic()
+        if self._unjoined_since is None:
+            self._unjoined_since = now
+        elif now - self._unjoined_since > self.limit_s:
+            raise KafkaTimeoutError(
+                f"not a member of group {coordinator.config['group_id']} after {self.limit_s:.0f}s"
+                " (coordinator not found, or the join never completed)"
             )
