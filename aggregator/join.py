@@ -7,20 +7,32 @@ timeout passes (then `complete` is false and `missing` names the silent classes)
 vote is settled only at the decision, from the registry as it is then: a score whose version is
 the class's voting version votes, any other score of a live class is a shadow score, and a
 retired class is named nowhere. So a promote, a version running beside the voter, or a retire
-while joins are pending all come out right, also after a changelog round trip. After a decision
-only a marker stays, for the dedupe horizon, so a late or duplicate score never yields a second
-result; scores of texts older than the horizon that are not pending are dropped as stale.
-Every change is recorded in `changes` for the changelog the service writes in its transaction.
+while joins are pending all come out right, also after a changelog round trip.
+
+What stays after a decision is only what can still be needed under exactly-once:
+- a complete decision can get no more votes (each voter answered, once): it goes into the
+  `DoneIndex`, 32 bytes, for the retry window, so a re-published identical text stays one
+  result and a lagging shadow score is dropped;
+- a decision with voters `missing` (a timeout, a refusal) keeps a `Marker` until each missing
+  voter's late score has arrived (then it moves to the index) or the dedupe horizon passes.
+Every score carries the fingerprint of the text it scored: a different text under an id already
+seen (pending or decided) never joins; it becomes one `duplicate_id` dead letter naming the
+first occurrence. Scores of texts older than the horizon that are not pending are dropped as
+stale; a join that holds no voting score when it times out (shadow scores of a text decided
+before, or whose voters are down) is dropped, not decided, and counted. Every change is
+recorded for the changelog the service writes in its transaction.
 Pure logic: no Kafka here, time is passed in.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aggregator.decision import decide
-from schemas.models import JoinState, LabelRecord, Refusal, ScoreRecord
+from aggregator.done import DoneIndex, fingerprint_int, source_int, source_text
+from schemas.codec import Reason
+from schemas.models import DecidedBlock, JoinState, LabelRecord, Refusal, ScoreRecord
 from triage.registry.view import RegistryView, Voters
 
 
@@ -32,7 +44,16 @@ class Refused:
     refusal: Refusal
 
 
-Outcome = LabelRecord | Refused
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """Another text under an id already seen: one dead letter, built from the score record."""
+
+    id: str
+    detail: str
+    reason: str = Reason.DUPLICATE_ID
+
+
+Outcome = LabelRecord | Refused | Conflict
 
 
 @dataclass(slots=True)
@@ -43,6 +64,10 @@ class Join:
     text_timestamp_ms: int
     first_seen_ms: int
     scores: dict[str, float]  # `<label>@<version>` → probability, every score received
+    fingerprint: str | None = None
+    source: str | None = None
+    conflicts: list[str] = field(default_factory=list)
+    logged: bool = False  # has a changelog record (a tombstone must remove it)
 
     def to_state(self) -> JoinState:
         return JoinState(
@@ -50,11 +75,49 @@ class Join:
             text_timestamp_ms=self.text_timestamp_ms,
             first_seen_ms=self.first_seen_ms,
             scores=self.scores,
+            fingerprint=self.fingerprint,
+            source=self.source,
+            conflicts=self.conflicts,
         )
 
     @classmethod
     def from_state(cls, state: JoinState) -> Join:
-        return cls(state.id, state.text_timestamp_ms, state.first_seen_ms, dict(state.scores))
+        return cls(
+            state.id,
+            state.text_timestamp_ms,
+            state.first_seen_ms,
+            dict(state.scores),
+            state.fingerprint,
+            state.source,
+            list(state.conflicts),
+            logged=True,
+        )
+
+
+@dataclass(slots=True)
+class Marker:
+    """A decision some voters have not answered yet: their late scores must not start a join.
+    `missing` None (a marker written before voters were tracked): every score is late."""
+
+    decided_at_ms: int
+    fingerprint: str | None
+    source: str | None
+    missing: set[str] | None
+    conflicts: list[str]
+
+    def to_state(self, message_id: str) -> JoinState:
+        return JoinState.model_construct(
+            schema_version=1,
+            id=message_id,
+            text_timestamp_ms=0,
+            first_seen_ms=0,
+            scores={},
+            decided_at_ms=self.decided_at_ms,
+            fingerprint=self.fingerprint,
+            source=self.source,
+            missing=None if self.missing is None else sorted(self.missing),
+            conflicts=self.conflicts,
+        )
 
 
 class JoinTable:
@@ -64,39 +127,56 @@ class JoinTable:
         timeout_ms: int,
         horizon_ms: int,
         threshold: float = 0.0,
+        retry_window_ms: int | None = None,
     ) -> None:
         self.registry = registry
         self.timeout_ms = timeout_ms
         self.horizon_ms = horizon_ms
         self.threshold = threshold
         self.pending: dict[str, Join] = {}
-        self.decided: dict[str, int] = {}
-        # message id → pending join, decision time (int) or None (forgotten), since last flush
-        self.changes: dict[str, Join | int | None] = {}
+        self.decided: dict[str, Marker] = {}  # decisions still missing a voter's score
+        self.done = DoneIndex(horizon_ms if retry_window_ms is None else retry_window_ms)
+        # message id → pending join, marker or None (tombstone), since the last flush
+        self.changes: dict[str, Join | Marker | None] = {}
         self.counts: Counter[str] = Counter()
 
     # -- input ---------------------------------------------------------------------------
     def add(self, score: ScoreRecord, now_ms: int) -> list[Outcome]:
-        if score.id in self.decided:
-            self.counts["late_scores"] += 1
+        message_id, fingerprint = score.id, score.fingerprint
+        marker = self.decided.get(message_id)
+        if marker is not None:
+            if _differs(fingerprint, marker.fingerprint):
+                return self._conflict(score, marker.source, marker.conflicts, marker, now_ms)
+            self._late(message_id, marker, score)
             return []
-        state = self.pending.get(score.id)
-        if state is None and score.text_timestamp_ms < now_ms - self.horizon_ms:
-            self.counts["stale_scores"] += 1
-            return []
+        state = self.pending.get(message_id)
+        if state is None:
+            finished = self.done.find(message_id)
+            if finished:
+                return self._after_done(score, finished, now_ms)
+            if score.text_timestamp_ms < now_ms - self.horizon_ms:
+                self.counts["stale_scores"] += 1
+                return []
+        elif _differs(fingerprint, state.fingerprint):
+            return self._conflict(score, state.source, state.conflicts, state, now_ms)
         if score.refusal is not None:
-            self._mark_decided(score.id, now_ms)
-            return [Refused(score.id, score.refusal)]
+            heard = _keys(score) | (state.scores.keys() if state else set())
+            self._finish(message_id, state, score, heard, now_ms)
+            return [Refused(message_id, score.refusal)]
         state = self._merge(state, score, now_ms)
         if not self._incomplete(state):
             return [self._decide(state, now_ms)]
-        self.pending[score.id] = state
-        self.changes[score.id] = state
+        self.pending[message_id] = state
+        self.changes[message_id] = state
         return []
 
     def _merge(self, state: Join | None, score: ScoreRecord, now_ms: int) -> Join:
         if state is None:
-            state = Join(score.id, score.text_timestamp_ms, now_ms, {})
+            state = Join(
+                score.id, score.text_timestamp_ms, now_ms, {}, score.fingerprint, score.source
+            )
+        elif state.fingerprint is None:
+            state.fingerprint = score.fingerprint
         registry = self.registry
         versions = score.versions
         # The first score of a classifier version for a message wins: a duplicate changes nothing.
@@ -112,30 +192,87 @@ class JoinTable:
                 state.scores[key] = probability
         return state
 
+    def _late(self, message_id: str, marker: Marker, score: ScoreRecord) -> None:
+        """A score after its text was decided: nothing changes, but a missing voter that
+        answered at last is one less reason to keep the marker."""
+        self.counts["late_scores"] += 1
+        if marker.missing is None or not marker.missing & _keys(score):
+            return
+        marker.missing -= _keys(score)
+        if marker.missing:
+            self.changes[message_id] = marker
+            return
+        del self.decided[message_id]
+        self.changes[message_id] = None
+        self._remember(
+            message_id, marker.fingerprint, marker.source, marker.conflicts, marker.decided_at_ms
+        )
+
+    def _after_done(self, score: ScoreRecord, finished: list, now_ms: int) -> list[Outcome]:
+        fingerprint = fingerprint_int(score.fingerprint)
+        if any(not _differs_int(fingerprint, entry.fingerprint) for entry in finished):
+            self.counts["late_scores"] += 1  # a retry of a decided text, or a lagging shadow
+            return []
+        self.counts["conflicting_texts"] += 1
+        self.done.add(score.id, fingerprint, now_ms, source_int(score.source))
+        first = finished[0]
+        detail = _conflict_detail(score, source_text(first.source), f"{first.fingerprint:016x}")
+        return [Conflict(score.id, detail)]
+
+    def _conflict(
+        self,
+        score: ScoreRecord,
+        first_source: str | None,
+        conflicts: list[str],
+        owner: Join | Marker,
+        now_ms: int,
+    ) -> list[Outcome]:
+        """Another text under an id pending or still marked: one dead letter per text."""
+        if score.fingerprint in conflicts:
+            self.counts["late_scores"] += 1
+            return []
+        conflicts.append(score.fingerprint)
+        self.counts["conflicting_texts"] += 1
+        self.changes[score.id] = owner
+        where = first_source or "an unknown offset"
+        return [Conflict(score.id, _conflict_detail(score, where, owner.fingerprint))]
+
     # -- clocks and registry changes -----------------------------------------------------
     def expire(self, now_ms: int) -> list[Outcome]:
-        """Decide joins whose timeout passed; forget decisions older than the horizon."""
+        """Decide joins whose timeout passed; forget what left the horizon and the window."""
         outcomes: list[Outcome] = []
         deadline = now_ms - self.timeout_ms
         while self.pending:
             state = next(iter(self.pending.values()))
             if state.first_seen_ms > deadline:
                 break
+            if self.registry.voters_for(state.text_timestamp_ms).keys.isdisjoint(state.scores):
+                self._drop_unjoined(state)
+                continue
             self.counts["join_timeouts"] += 1
             outcomes.append(self._decide(state, now_ms))
         forget_before = now_ms - self.horizon_ms
         while self.decided:
-            message_id, decided_at = next(iter(self.decided.items()))
-            if decided_at > forget_before:
+            message_id, marker = next(iter(self.decided.items()))
+            if marker.decided_at_ms > forget_before:
                 break
             del self.decided[message_id]
             self.changes[message_id] = None
+        for key in self.done.expire(now_ms):
+            self.changes[key] = None
         return outcomes
 
     def recheck(self, now_ms: int) -> list[Outcome]:
         """After a registry change (e.g. a retired class), decide joins now complete."""
         ready = [s for s in self.pending.values() if not self._incomplete(s)]
         return [self._decide(state, now_ms) for state in ready]
+
+    def _drop_unjoined(self, state: Join) -> None:
+        """No voter's score in a timed-out join: shadow scores of a text decided before the
+        retry window, or of one whose voters are all down (they decide it when back)."""
+        del self.pending[state.id]
+        self.counts["unjoined_scores"] += len(state.scores)
+        self._forget(state)
 
     # -- changelog -----------------------------------------------------------------------
     def restore(self, message_id: str, state: JoinState | None) -> None:
@@ -145,14 +282,33 @@ class JoinTable:
         if state is None:
             return
         if state.decided_at_ms is not None:
-            self.decided[message_id] = state.decided_at_ms
+            missing = None if state.missing is None else set(state.missing)
+            self.decided[message_id] = Marker(
+                state.decided_at_ms, state.fingerprint, state.source, missing, list(state.conflicts)
+            )
         else:
             self.pending[message_id] = Join.from_state(state)
 
-    def take_changes(self) -> dict[str, JoinState | None]:
-        """Changelog records since the last call: pending state, decision marker or tombstone."""
+    def restore_block(self, key: bytes, block: DecidedBlock | None) -> None:
+        self.done.restore_block(key, block)
+
+    def take_changes(self) -> dict[str | bytes, JoinState | DecidedBlock | None]:
+        """Changelog records since the last call: pending joins, markers and tombstones by
+        message id; the batch's finished messages as one block; expired blocks' tombstones."""
         changes, self.changes = self.changes, {}
-        return {message_id: _as_state(message_id, change) for message_id, change in changes.items()}
+        out: dict[str | bytes, JoinState | DecidedBlock | None] = {}
+        for key, change in changes.items():
+            if isinstance(change, Join):
+                change.logged = True
+                out[key] = change.to_state()
+            elif isinstance(change, Marker):
+                out[key] = change.to_state(key)
+            else:
+                out[key] = None
+        block = self.done.take_block()
+        if block is not None:
+            out[block[0]] = block[1]
+        return out
 
     # -- decisions -----------------------------------------------------------------------
     def _incomplete(self, state: Join) -> bool:
@@ -164,7 +320,7 @@ class JoinTable:
         votes, shadow = _route(state.scores, voters, self.registry)
         decision = decide(votes, self.threshold)
         missing = sorted(voters.versions.keys() - votes.keys())
-        self._mark_decided(state.id, now_ms)
+        self._finish(state.id, state, None, state.scores.keys(), now_ms)
         return LabelRecord.model_construct(
             id=state.id,
             label=decision.label,
@@ -179,24 +335,69 @@ class JoinTable:
             schema_version=1,
         )
 
-    def _mark_decided(self, message_id: str, now_ms: int) -> None:
-        self.pending.pop(message_id, None)
-        self.decided[message_id] = now_ms
-        self.changes[message_id] = now_ms
+    def _finish(
+        self,
+        message_id: str,
+        state: Join | None,
+        refused: ScoreRecord | None,
+        heard: object,
+        now_ms: int,
+    ) -> None:
+        """A decision: into the retry window when no voter is missing, else a marker."""
+        if state is not None:
+            self.pending.pop(message_id, None)
+            self._forget(state)
+        first = state or refused
+        assert first is not None
+        conflicts = state.conflicts if state else []
+        ts = first.text_timestamp_ms
+        missing = self.registry.voters_for(ts).keys - heard  # type: ignore[operator]
+        if missing:
+            self.decided[message_id] = Marker(
+                now_ms, first.fingerprint, first.source, set(missing), conflicts
+            )
+            self.changes[message_id] = self.decided[message_id]
+        else:
+            self._remember(message_id, first.fingerprint, first.source, conflicts, now_ms)
+
+    def _forget(self, state: Join) -> None:
+        if state.logged:
+            self.changes[state.id] = None  # its pending record is in the changelog
+        else:
+            self.changes.pop(state.id, None)  # born and gone between two commits
+
+    def _remember(
+        self,
+        message_id: str,
+        fingerprint: str | None,
+        source: str | None,
+        conflicts: list[str],
+        decided_ms: int,
+    ) -> None:
+        self.done.add(message_id, fingerprint_int(fingerprint), decided_ms, source_int(source))
+        for other in conflicts:  # their dead letters are out: their other scores are late
+            self.done.add(message_id, fingerprint_int(other), decided_ms, source_int(None))
 
 
-def _as_state(message_id: str, change: Join | int | None) -> JoinState | None:
-    if change is None:
-        return None
-    if isinstance(change, Join):
-        return change.to_state()
-    return JoinState.model_construct(
-        schema_version=1,
-        id=message_id,
-        text_timestamp_ms=0,
-        first_seen_ms=0,
-        scores={},
-        decided_at_ms=change,
+def _keys(score: ScoreRecord) -> set[str]:
+    """`<label>@<version>` of every class a score record answers for (a refusal too)."""
+    return {f"{label}@{version}" for label, version in score.versions.items()}
+
+
+def _differs(a: str | None, b: str | None) -> bool:
+    """Two texts differ when both fingerprints are known and unequal."""
+    return a is not None and b is not None and a != b
+
+
+def _differs_int(a: int, b: int) -> bool:
+    return a != 0 and b != 0 and a != b
+
+
+def _conflict_detail(score: ScoreRecord, first_source: str, first_fingerprint: str | None) -> str:
+    return (
+        f"id {score.id!r} was first seen with another text ({first_source}, fingerprint"
+        f" {first_fingerprint}); this text ({score.source or 'unknown offset'}, fingerprint"
+        f" {score.fingerprint}) is refused, the first kept"
     )
 
 

@@ -16,9 +16,10 @@ import logging
 from collections.abc import Sequence
 
 from aggregator import metrics
-from aggregator.join import JoinTable, Outcome, Refused
+from aggregator.done import BLOCK_PREFIX
+from aggregator.join import Conflict, JoinTable, Outcome, Refused
 from schemas.codec import Reason, Rejected, decode_score, encode
-from schemas.models import DeadLetter, JoinState, LabelRecord, Refusal, ScoreRecord
+from schemas.models import DeadLetter, DecidedBlock, JoinState, LabelRecord, Refusal, ScoreRecord
 from triage.registry.store import RegistryReader
 from triage.registry.view import RegistryView
 from triage.runtime.app import Service, Session
@@ -64,6 +65,7 @@ class Aggregator(Service):
             timeout_ms=int(s.join_timeout_s * 1000),
             horizon_ms=int(s.dedupe_horizon_s * 1000),
             threshold=s.threshold,
+            retry_window_ms=int(s.retry_window_s * 1000),
         )
         self.tables[partition] = table
         return _TablePartition(table)
@@ -114,7 +116,7 @@ class Aggregator(Service):
             detail = f"no registered classifier among {sorted(score.scores)}"
             refusal = Refusal.of_record(record, Reason.UNKNOWN_CLASSIFIER, detail)
             return [self._dead_letter(score.id, refusal, record.key)]
-        return self._outputs(table.add(score, now_ms))
+        return self._outputs(table.add(score, now_ms), record)
 
     def _has_unknown_classifiers(self, decoded: dict) -> bool:
         return any(
@@ -124,10 +126,14 @@ class Aggregator(Service):
         )
 
     # -- outputs ---------------------------------------------------------------------------
-    def _outputs(self, outcomes: Sequence[Outcome]) -> list[Output]:
+    def _outputs(self, outcomes: Sequence[Outcome], record: Record | None = None) -> list[Output]:
         outputs = []
         for outcome in outcomes:
-            if isinstance(outcome, Refused):
+            if isinstance(outcome, Conflict):  # only ever the outcome of a consumed record
+                assert record is not None
+                refusal = Refusal.of_record(record, outcome.reason, outcome.detail)
+                outputs.append(self._dead_letter(outcome.id, refusal, record.key))
+            elif isinstance(outcome, Refused):
                 key = outcome.id.encode()
                 outputs.append(self._dead_letter(outcome.id, outcome.refusal, key, "classifier"))
             else:
@@ -156,14 +162,23 @@ class _TablePartition:
         self.table = table
 
     def restore(self, key: bytes, value: bytes | None) -> None:
+        if key.startswith(BLOCK_PREFIX):
+            block = None if value is None else DecidedBlock.model_validate_json(value)
+            self.table.restore_block(key, block)
+            return
         state = None if value is None else JoinState.model_validate_json(value)
         self.table.restore(key.decode(), state)
 
     def changes(self) -> dict[bytes, bytes | None]:
+        changes = self.table.take_changes().items()
         return {
-            message_id.encode(): None if state is None else encode(state)
-            for message_id, state in self.table.take_changes().items()
+            (key if isinstance(key, bytes) else key.encode()): None if new is None else encode(new)
+            for key, new in changes
         }
 
     def __str__(self) -> str:
-        return f"{len(self.table.pending)} pending, {len(self.table.decided)} decided"
+        t = self.table
+        return (
+            f"{len(t.pending)} pending, {len(t.decided)} awaiting late scores,"
+            f" {len(t.done)} in the retry window"
+        )

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from consumers import metrics
 from consumers.artifacts import LoadedModel
 from consumers.scoring import Scorer
-from schemas.codec import Rejected, decode_text, encode
-from schemas.models import ClassifierMode, Refusal, ScoreRecord
+from schemas.codec import Rejected, decode_text, encode, fingerprint
+from schemas.models import ClassifierMode, Refusal, ScoreRecord, TextRecord
 from triage.registry.announce import Announcer, Hosted
 from triage.runtime.app import Service, Session
 from triage.runtime.records import Batch, Output, Partition, Record
@@ -104,7 +104,7 @@ class ClassifierUnit(Service):
             probabilities = self.scorer.score([d.text for _, d in good])
         columns = {label: p.tolist() for label, p in probabilities.items()}
         outputs = [
-            self._score_output(text.id, record, {k: col[i] for k, col in columns.items()})
+            self._score_output(text, tp, record, {k: col[i] for k, col in columns.items()})
             for i, (record, text) in enumerate(good)
         ]
         for record, rejected in decoded:
@@ -112,18 +112,22 @@ class ClassifierUnit(Service):
                 outputs.append(self._refusal_output(tp, record, rejected))
         return outputs
 
-    def _score_output(self, message_id: str, record: Record, scores: dict[str, float]) -> Output:
+    def _score_output(
+        self, text: TextRecord, tp: Partition, record: Record, scores: dict[str, float]
+    ) -> Output:
         # Our own freshly computed values: constructed without re-validation (hot path).
         score = ScoreRecord.model_construct(
             schema_version=1,
-            id=message_id,
+            id=text.id,
             text_timestamp_ms=record.timestamp,
             scores=scores,
             versions=self.versions,
             refusal=None,
             instance=self.settings.instance_id,
+            fingerprint=fingerprint(text.text.encode()),
+            source=f"{tp.topic}:{tp.partition}:{record.offset}",
         )
-        return Output(self.settings.scores, message_id.encode(), encode(score))
+        return Output(self.settings.scores, text.id.encode(), encode(score))
 
     def _refusal_output(self, tp: Partition, record: Record, rejected: Rejected) -> Output:
         # Records without a usable id get one from their coordinates, the same in every
@@ -132,7 +136,10 @@ class ClassifierUnit(Service):
         score = ScoreRecord(
             id=message_id,
             text_timestamp_ms=record.timestamp,
+            versions=self.versions,  # who refused: the aggregator stops waiting for them
             refusal=Refusal.of_record(record, rejected.reason, rejected.detail),
             instance=self.settings.instance_id,
+            fingerprint=fingerprint(record.value or b""),
+            source=f"{tp.topic}:{tp.partition}:{record.offset}",
         )
         return Output(self.settings.scores, message_id.encode(), encode(score))

@@ -79,6 +79,14 @@ class ScoreRecord(_Contract):
     versions: dict[str, str] = Field(default_factory=dict)
     refusal: Refusal | None = None
     instance: str = ""
+    fingerprint: str | None = Field(
+        default=None,
+        description="what was scored: 16 hex digits of BLAKE2b over the text (over the raw value"
+        " for a refusal); two texts under one id with different fingerprints never join",
+    )
+    source: str | None = Field(
+        default=None, description="where the text was read: `<topic>:<partition>:<offset>`"
+    )
 
 
 class ClassifierMode(StrEnum):
@@ -179,9 +187,11 @@ class JoinState(_Contract):
 
     While `decided_at_ms` is null the join is pending, with the scores received so far (keyed
     `<label>@<version>`: which of them vote is settled from the registry at the decision) and
-    the wall-clock moment its timeout started; once decided, only the marker stays (so a late
-    score cannot cause a second result) until the dedupe horizon passes and a tombstone
-    removes it.
+    the wall-clock moment its timeout started. A join decided while voters were still `missing`
+    (a timeout, a refusal) leaves this marker, so their late scores cause no second result,
+    until they have all arrived or the dedupe horizon passes; then a tombstone removes it.
+    `conflicts` holds fingerprints of other texts seen under this id (each dead-lettered once).
+    A complete decision leaves no marker here: it goes into a `DecidedBlock`.
     """
 
     schema_version: Literal[1] = 1
@@ -190,6 +200,27 @@ class JoinState(_Contract):
     first_seen_ms: int
     scores: dict[str, Probability] = Field(default_factory=dict)
     decided_at_ms: int | None = None
+    fingerprint: str | None = None
+    source: str | None = None
+    missing: list[str] | None = None
+    conflicts: list[str] = Field(default_factory=list)
+
+
+class DecidedBlock(_Contract):
+    """Messages one aggregator batch finished, for the retry window (changelog key: `\\xff`
+    then `done:...`, never a message id's UTF-8).
+
+    Little-endian uint64 columns, base64: BLAKE2b-64 of the message id, the text's fingerprint,
+    the decision time in ms, and the text's source (`partition << 48 | offset`). 32 bytes a
+    message instead of a JSON record each: what keeps the aggregator's state and its restore
+    small at full speed.
+    """
+
+    schema_version: Literal[1] = 1
+    ids: str
+    fingerprints: str
+    decided_ms: str
+    sources: str
 
 
 CONTRACTS: dict[str, type[BaseModel]] = {
@@ -200,4 +231,5 @@ CONTRACTS: dict[str, type[BaseModel]] = {
     "class_record": ClassRecord,
     "dead_letter": DeadLetter,
     "join_state": JoinState,
+    "decided_block": DecidedBlock,
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from test_join import vote
 
+from aggregator.done import BLOCK_PREFIX
 from aggregator.service import Aggregator
 from schemas.codec import Reason, decode_label, encode
 from schemas.models import DeadLetter, Refusal, ScoreRecord
@@ -62,9 +63,16 @@ def test_a_result_once_every_voter_answered_and_its_state_in_the_changelog(aggre
     vote(restored.view, "a")
     vote(restored.view, "b")
     again = restored.assign(0)
-    for key, value in [*pending.items(), *state.changes().items()]:  # changelog order
+    decided = state.changes()
+    assert decided[b"m1"] is None  # its pending record goes; the decision is in one block
+    [block] = [key for key in decided if key.startswith(BLOCK_PREFIX)]
+    for key, value in [*pending.items(), *decided.items()]:  # changelog order
         again.restore(key, value)
-    assert restored.tables[0].decided.keys() == {"m1"}
+    table = restored.tables[0]
+    assert not table.pending and not table.decided and len(table.done) == 1
+    # a late or repeated score of m1 after the restore is still no result
+    assert restored.process(batch_of([score(3, "m1", a=0.1)]), T0 + 40) == []
+    assert table.counts["late_scores"] == 1 and decided[block] is not None
 
 
 def test_a_join_times_out_with_the_missing_classes(aggregator):

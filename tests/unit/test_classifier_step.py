@@ -8,7 +8,7 @@ from test_training import synthetic
 from consumers.artifacts import load_models
 from consumers.scoring import Scorer
 from consumers.service import ClassifierUnit
-from schemas.codec import Reason, decode_announcement, decode_score, encode
+from schemas.codec import Reason, decode_announcement, decode_score, encode, fingerprint
 from schemas.models import ClassifierMode, TextRecord
 from training.train import train
 from triage.runtime.records import ConsumedRecord, batch_of
@@ -53,6 +53,9 @@ def test_one_score_record_per_text_with_every_class_and_the_offline_scores(model
         assert record.versions == {m.label: m.version for m in models}
         assert record.scores == pytest.approx({k: float(v[i]) for k, v in offline.items()})
         assert record.refusal is None and record.instance == "host-1"
+        assert record.fingerprint == fingerprint(TEXTS[i].encode())
+        assert record.source == f"t-texts:0:{i}"
+    assert decode_score(scores[3].value).fingerprint == decode_score(scores[0].value).fingerprint
 
 
 def test_a_record_that_cannot_be_read_becomes_a_refusal_with_its_bytes(models):
@@ -64,6 +67,7 @@ def test_a_record_that_cannot_be_read_becomes_a_refusal_with_its_bytes(models):
     assert first.id == "t-texts:2:41" and first.refusal.reason == Reason.INVALID_UTF8
     assert first.refusal.source_offset == 41 and first.refusal.original_key_b64 is None
     assert second.refusal.reason == Reason.MISSING_ID and outputs[1].key == b"t-texts:2:42"
+    assert second.versions == {m.label: m.version for m in models}  # who refused it
 
 
 def test_heartbeats_ride_in_a_batch_only_when_due(models):

@@ -11,6 +11,7 @@ from schemas.codec import (
     decode_score,
     decode_text,
     encode,
+    fingerprint,
     parse_registry_key,
     registry_key,
 )
@@ -145,3 +146,27 @@ def test_class_record_objects_decode_or_are_rejected(obj):
     assert isinstance(result, ClassRecord | Rejected)
     if isinstance(result, ClassRecord):
         assert result.voting and "@" not in result.label
+
+
+def test_every_json_type_of_id_has_one_outcome():
+    def outcome(id_value, key=None):
+        return decode_text(key, json.dumps({"id": id_value, "text": "hi"}).encode())
+
+    assert outcome(42).id == "42"  # an integer is its decimal string
+    assert outcome(None, key=b"k").id == "k"  # null: the key, as when there is no field
+    assert outcome(None).reason == Reason.MISSING_ID
+    for value, kind in [(1.5, "a fractional number"), (True, "a boolean"), ([1], "an array")]:
+        refused = outcome(value, key=b"k")
+        assert (refused.reason, refused.id) == (Reason.INVALID_ID, "k")
+        assert refused.detail == f"`id` is {kind}, not a string or integer"
+    assert outcome({"a": 1}).detail.startswith("`id` is an object")
+
+
+def test_a_null_value_is_an_empty_record_under_its_key():
+    refused = decode_text(b"k", None)
+    assert (refused.reason, refused.id) == (Reason.EMPTY_RECORD, "k")
+
+
+def test_fingerprints_tell_texts_apart():
+    assert fingerprint(b"a") == fingerprint(b"a") != fingerprint(b"b")
+    assert len(fingerprint(b"a")) == 16

@@ -1,10 +1,11 @@
 import pytest
 
-from aggregator.join import JoinTable, Refused
-from schemas.codec import encode
+from aggregator.join import Conflict, JoinTable, Refused
+from schemas.codec import Reason, encode
 from schemas.models import (
     Announcement,
     ClassifierMode,
+    DecidedBlock,
     JoinState,
     LabelRecord,
     Refusal,
@@ -196,15 +197,24 @@ def test_stale_scores_are_dropped_not_joined(table):
     assert table.counts["stale_scores"] == 1 and not table.pending
 
 
+def replay(changes, into):
+    """Changelog records through their wire format, in order, into a fresh table."""
+    for key, state in changes.items():
+        if isinstance(key, bytes):
+            block = None if state is None else DecidedBlock.model_validate_json(encode(state))
+            into.restore_block(key, block)
+        else:
+            state = None if state is None else JoinState.model_validate_json(encode(state))
+            into.restore(key, state)
+    return into
+
+
 def test_changelog_replay_restores_pending_and_decided(view, table):
     table.add(score("p", a=0.3), T0)
     table.add(score("p", version="2", b=0.7), T0)  # kept through the round trip as b@2
     table.add(score("d", a=0.3, b=0.1), T0)
-    changes = table.take_changes()
-    restored = JoinTable(view, timeout_ms=1000, horizon_ms=60_000)
-    for message_id, state in changes.items():  # through the changelog's wire format
-        restored.restore(message_id, JoinState.model_validate_json(encode(state)))
-    assert set(restored.pending) == {"p"} and set(restored.decided) == {"d"}
+    restored = replay(table.take_changes(), JoinTable(view, timeout_ms=1000, horizon_ms=60_000))
+    assert set(restored.pending) == {"p"} and len(restored.done) == 1
     assert restored.add(score("d", b=0.9), T0) == []
     vote(view, "b", since=0, version="2")
     [result] = restored.recheck(T0)  # b@2's score now votes
@@ -221,8 +231,73 @@ def test_changelog_replay_keeps_the_timeout_clock(view, table):
     assert result.id == "p" and result.missing == ["b"]
 
 
-def test_decided_markers_expire_after_horizon(table):
+def test_a_complete_decision_leaves_one_block_that_leaves_with_the_window(view):
+    table = JoinTable(view, timeout_ms=1000, horizon_ms=60_000, retry_window_ms=30_000)
     table.add(score("m", a=0.1, b=0.2), T0)
+    table.add(score("n", a=0.1, b=0.2), T0)
+    [(key, block)] = table.take_changes().items()  # no record per message: one block
+    assert isinstance(block, DecidedBlock) and not table.decided and len(table.done) == 2
+    table.expire(T0 + 29_999)
+    assert table.take_changes() == {}
+    table.expire(T0 + 30_001)
+    assert table.take_changes() == {key: None}
+
+
+def test_a_timeout_marker_stays_until_the_missing_voter_answers(table):
+    table.add(score("m", a=0.1), T0)
+    [result] = table.expire(T0 + 1000)
+    assert result.missing == ["b"] and table.decided["m"].missing == {"b@1"}
+    assert table.take_changes()["m"].missing == ["b@1"]
+    assert table.add(score("m", b=0.9), T0 + 5000) == []  # late: no second result
+    assert not table.decided and table.take_changes()["m"] is None
+    assert table.add(score("m", b=0.9), T0 + 6000) == []  # from the retry window now
+    assert table.counts["late_scores"] == 2
+
+
+def test_markers_expire_after_the_horizon(table):
+    table.add(score("m", a=0.1), T0)
+    table.expire(T0 + 1000)
     table.take_changes()
-    table.expire(T0 + 60_000)
+    table.expire(T0 + 61_001)
     assert not table.decided and table.take_changes() == {"m": None}
+
+
+def text_score(message_id, fingerprint, offset, **probabilities):
+    base = score(message_id, **probabilities)
+    return base.model_copy(update={"fingerprint": fingerprint, "source": f"texts:0:{offset}"})
+
+
+def test_another_text_under_a_pending_id_is_one_dead_letter_never_a_mixed_join(table):
+    assert table.add(text_score("m", "aaaa", 5, a=0.9), T0) == []
+    [conflict] = table.add(text_score("m", "bbbb", 9, a=0.1), T0)
+    assert isinstance(conflict, Conflict) and conflict.reason == Reason.DUPLICATE_ID
+    assert "texts:0:5" in conflict.detail and "texts:0:9" in conflict.detail
+    assert table.add(text_score("m", "bbbb", 9, b=0.8), T0) == []  # its other classifier
+    [result] = table.add(text_score("m", "aaaa", 5, b=0.2), T0)
+    assert result.scores == {"a": 0.9, "b": 0.2}  # the first text's scores only
+    assert table.add(text_score("m", "bbbb", 9, b=0.8), T0) == []  # still one dead letter
+
+
+def test_another_text_after_the_decision_is_one_dead_letter_naming_the_first(table):
+    table.add(text_score("m", "aaaa", 5, a=0.9, b=0.1), T0)
+    assert table.add(text_score("m", "aaaa", 7, a=0.9, b=0.1), T0 + 10) == []  # a retry
+    [conflict] = table.add(text_score("m", "bbbb", 9, a=0.1), T0 + 20)
+    assert isinstance(conflict, Conflict) and "partition 0 offset 5" in conflict.detail
+    assert table.add(text_score("m", "bbbb", 9, b=0.1), T0 + 30) == []
+    assert table.counts["conflicting_texts"] == 1 and table.counts["late_scores"] == 2
+
+
+def test_another_text_while_a_voter_is_still_missing(table):
+    table.add(text_score("m", "aaaa", 5, a=0.9), T0)
+    table.expire(T0 + 1000)
+    [conflict] = table.add(text_score("m", "bbbb", 9, a=0.1), T0 + 1001)
+    assert isinstance(conflict, Conflict)
+    assert table.take_changes()["m"].conflicts == ["bbbb"]
+    assert table.add(text_score("m", "bbbb", 9, b=0.1), T0 + 1002) == []
+
+
+def test_a_join_of_shadow_scores_only_is_dropped_at_its_timeout(view, table):
+    announce(view, "a", version="2")
+    assert table.add(score("m", version="2", a=0.4), T0) == []  # after "m" left the window
+    assert table.expire(T0 + 1000) == [] and not table.pending
+    assert table.counts["unjoined_scores"] == 1

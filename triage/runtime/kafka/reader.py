@@ -20,7 +20,7 @@ from kafka import TopicPartition
 from kafka.errors import KafkaTimeoutError
 
 from triage.runtime.kafka.clients import consumer
-from triage.runtime.kafka.topics import raise_if_unauthorized
+from triage.runtime.kafka.topics import known_partitions, raise_if_unauthorized
 from triage.runtime.liveness import beat
 from triage.runtime.records import Partition, Record
 from triage.runtime.settings import CommonSettings
@@ -83,11 +83,11 @@ class TopicReader:
                 self._consumer.seek(tp, self._start[tp])
 
     def _known(self, topic: str, wait_s: float) -> list[int]:
-        known = self._consumer.partitions_for_topic(topic)
+        known = known_partitions(self._consumer, topic)
         deadline = time.monotonic() + wait_s
         while not known and time.monotonic() < deadline:  # created a moment ago?
             time.sleep(0.1)
-            known = self._consumer.partitions_for_topic(topic)
+            known = known_partitions(self._consumer, topic)
         if not known:
             if wait_s:  # at opening, when nothing is assigned yet: it unassigns
                 raise_if_unauthorized(self._consumer, topic)

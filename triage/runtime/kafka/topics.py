@@ -21,6 +21,7 @@ from kafka import (
 )
 from kafka.errors import (
     ClusterAuthorizationFailedError,
+    KafkaError,
     KafkaTimeoutError,
     TopicAlreadyExistsError,
     TopicAuthorizationFailedError,
@@ -109,6 +110,21 @@ def raise_if_unauthorized(consumer: KafkaConsumer, topic: str) -> None:
         consumer.unsubscribe()
 
 
+def known_partitions(consumer: KafkaConsumer, topic: str) -> set[int]:
+    """The topic's partitions as the brokers' metadata has them now; none when it is absent.
+
+    Seen in CI: a metadata update that raced the topic's creation by another process failed
+    with UnknownTopicOrPartition out of `partitions_for_topic`. Retriable means "not yet".
+    """
+    try:
+        return consumer.partitions_for_topic(topic)
+    except KafkaError as exc:
+        if not exc.retriable:
+            raise
+        log.debug("metadata for %s not ready: %s", topic, exc)
+        return set()
+
+
 def subscribe(
     consumer: KafkaConsumer, topics: list[str], listener: Any = None, timeout_s: float = 30
 ) -> None:
@@ -122,7 +138,7 @@ def subscribe(
     """
     deadline = time.monotonic() + timeout_s
     for topic in topics:
-        while not consumer.partitions_for_topic(topic):
+        while not known_partitions(consumer, topic):
             if time.monotonic() > deadline:
                 raise_if_unauthorized(consumer, topic)  # a missing ACL is fatal, not a retry
                 raise KafkaTimeoutError(

@@ -1,0 +1,160 @@
+"""Messages decided inside the retry window: 32 bytes each, in memory and in the changelog.
+
+A complete decision can receive no more votes under exactly-once: every voter has answered, and
+each answers a text once. What can still arrive for its id is a re-publish of the same text (a
+client's retry: dropped, one result stays right), another text under the same id (a conflict:
+one dead letter) or a lagging shadow score. So a finished message needs no join state, only
+"id X was decided from fingerprint F": kept here for the retry window, as four numpy columns
+(BLAKE2b-64 of the id, the fingerprint, the decision time, the text's source), not as a Python
+object and a JSON changelog record per message. Measured before this index, at full speed with
+20 co-located classes: 340 bytes of aggregator memory and one changelog record per text; a
+restore replayed every id of the last hour.
+
+Entries arrive in a small dict and are merged into sorted columns in batches (a sort of the
+whole index every time it has grown by a quarter: amortised O(log n) per entry). Each batch's
+new entries are one `DecidedBlock` changelog record, tombstoned when the window has passed.
+Pure logic: no Kafka here, time is passed in.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections import deque
+from typing import NamedTuple
+
+import numpy as np
+
+from schemas.models import DecidedBlock
+
+BLOCK_PREFIX = b"\xffdone:"  # 0xff never starts a message id's UTF-8: no id key collides
+UNKNOWN = 0  # fingerprint of a score that carried none (an older classifier): matches any
+NO_SOURCE = np.iinfo(np.uint64).max
+_MIN_MERGE = 4096
+_COLUMNS = ("ids", "fingerprints", "decided_ms", "sources")
+
+
+class Entry(NamedTuple):
+    fingerprint: int
+    decided_ms: int
+    source: int
+
+
+def id_hash(message_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(message_id.encode(), digest_size=8).digest(), "little")
+
+
+def fingerprint_int(fingerprint: str | None) -> int:
+    return UNKNOWN if fingerprint is None else int(fingerprint, 16)
+
+
+def source_int(source: str | None) -> int:
+    """`<topic>:<partition>:<offset>` as `partition << 48 | offset`."""
+    if source is None:
+        return int(NO_SOURCE)
+    _, partition, offset = source.rsplit(":", 2)
+    return int(partition) << 48 | int(offset)
+
+
+def source_text(source: int) -> str:
+    if source == NO_SOURCE:
+        return "an unknown offset"
+    return f"partition {source >> 48} offset {source & ((1 << 48) - 1)}"
+
+
+class DoneIndex:
+    def __init__(self, window_ms: int) -> None:
+        self.window_ms = window_ms
+        self._columns = [np.empty(0, np.uint64) for _ in _COLUMNS]  # sorted by id hash
+        self._recent: dict[int, list[Entry]] = {}
+        self._new: list[tuple[int, int, int, int]] = []  # since the last block was taken
+        self._restored: dict[bytes, DecidedBlock] = {}  # replayed blocks, merged at first use
+        self.blocks: deque[tuple[int, bytes]] = deque()  # (newest decision, key) in the log
+        self._cutoff = 0
+
+    def __len__(self) -> int:
+        self._settle()
+        self._merge()
+        return len(self._columns[0])
+
+    def find(self, message_id: str) -> list[Entry]:
+        """Every entry of this id (several when other texts were seen under it)."""
+        self._settle()
+        key = id_hash(message_id)
+        found = list(self._recent.get(key, ()))
+        ids = self._columns[0]
+        i = int(np.searchsorted(ids, np.uint64(key)))
+        while i < len(ids) and int(ids[i]) == key:
+            found.append(Entry(*(int(column[i]) for column in self._columns[1:])))
+            i += 1
+        return found
+
+    def add(self, message_id: str, fingerprint: int, decided_ms: int, source: int) -> None:
+        self._settle()
+        key = id_hash(message_id)
+        self._recent.setdefault(key, []).append(Entry(fingerprint, decided_ms, source))
+        self._new.append((key, fingerprint, decided_ms, source))
+        if len(self._recent) > max(_MIN_MERGE, len(self._columns[0]) // 4):
+            self._merge()
+
+    def expire(self, now_ms: int) -> list[bytes]:
+        """Forget what left the window; the keys of changelog blocks to tombstone."""
+        self._cutoff = now_ms - self.window_ms
+        gone = []
+        while self.blocks and self.blocks[0][0] < self._cutoff:
+            gone.append(self.blocks.popleft()[1])
+        return gone
+
+    # -- changelog -----------------------------------------------------------------------
+    def take_block(self) -> tuple[bytes, DecidedBlock] | None:
+        """This batch's new entries as one changelog record (None when there are none)."""
+        if not self._new:
+            return None
+        columns = [np.array(column, np.uint64) for column in zip(*self._new, strict=True)]
+        self._new = []
+        newest = int(columns[2].max())
+        digest = hashlib.blake2b(columns[0].tobytes(), digest_size=8).hexdigest()
+        key = BLOCK_PREFIX + f"{newest}:{digest}".encode()
+        self.blocks.append((newest, key))
+        fields = {name: _b64(column) for name, column in zip(_COLUMNS, columns, strict=True)}
+        return key, DecidedBlock(**fields)
+
+    def restore_block(self, key: bytes, block: DecidedBlock | None) -> None:
+        """Replay one block record (None: its tombstone), in changelog order."""
+        if block is None:
+            self._restored.pop(key, None)
+        else:
+            self._restored[key] = block
+
+    def _settle(self) -> None:
+        """Merge what a restore replayed, once it is over (a tombstone may follow a block)."""
+        if not self._restored:
+            return
+        restored, self._restored = self._restored, {}
+        for key, block in restored.items():
+            columns = [_unb64(getattr(block, name)) for name in _COLUMNS]
+            self.blocks.append((int(columns[2].max()), key))
+            self._columns = [
+                np.concatenate([old, new]) for old, new in zip(self._columns, columns, strict=True)
+            ]
+        self.blocks = deque(sorted(self.blocks))
+        self._merge()
+
+    def _merge(self) -> None:
+        recent = [(k, *e) for k, entries in self._recent.items() for e in entries]
+        self._recent = {}
+        columns = self._columns
+        if recent:
+            new = [np.array(c, np.uint64) for c in zip(*recent, strict=True)]
+            columns = [np.concatenate([a, b]) for a, b in zip(columns, new, strict=True)]
+        keep = columns[2] >= np.uint64(max(self._cutoff, 0))
+        order = np.argsort(columns[0][keep], kind="stable")
+        self._columns = [np.ascontiguousarray(c[keep][order]) for c in columns]
+
+
+def _b64(column: np.ndarray) -> str:
+    return base64.b64encode(column.astype("<u8").tobytes()).decode("ascii")
+
+
+def _unb64(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<u8").astype(np.uint64)
