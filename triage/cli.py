@@ -335,6 +335,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
+        "bench-state",
+        help="aggregator memory and kill -9 restart time as traffic accumulates",
+        description="Publish texts as fast as the co-located pipeline takes them; at each"
+        " point: the aggregator's RSS and changelog size, then kill -9 it, restart it and time"
+        " the first new result.",
+    )
+    p.add_argument("--data", type=Path, required=True, help="CSV with columns text,category")
+    p.add_argument("--classes", type=int, default=20, help="use the K alphabetically first")
+    p.add_argument(
+        "--points",
+        default="100000,300000,1000000",
+        help="comma-separated totals of texts at which to measure and crash (default: %(default)s)",
+    )
+    p.add_argument("--models", type=Path, help="reuse trained models instead of training")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench_state)
+
+    p = sub.add_parser(
         "serve",
         help="HTTP API and a page: publish a text, wait for its result",
         description="Serve POST /v1/classify (and /batch), GET /v1/results/{id}, "
@@ -547,15 +565,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from triage.tools.bench import bench, format_summary
 
-    settings = settings_from(CommonSettings, args)
-    started_broker = False
-    if not settings.connection.bootstrap_servers:
-        log.info("no Kafka cluster configured: starting a local one for the benchmark")
-        started_broker = local_cluster.status() is None
-        connection = settings.connection.model_copy(
-            update={"bootstrap_servers": local_cluster.start().bootstrap}
-        )
-        settings = settings.model_copy(update={"connection": connection})
+    settings, started_broker = _bench_cluster(settings_from(CommonSettings, args))
     try:
         report = bench(
             settings,
@@ -577,6 +587,38 @@ def cmd_bench(args: argparse.Namespace) -> int:
             local_cluster.stop()
     print(json.dumps(report, indent=2) if args.json else format_summary(report))
     return 0 if report["missing"] == 0 and report["duplicates"] == 0 else 1
+
+
+def cmd_bench_state(args: argparse.Namespace) -> int:
+    from triage.tools.state_bench import format_report, state_bench
+
+    try:
+        points = sorted({int(p) for p in args.points.split(",")})
+    except ValueError:
+        raise ConfigError(f"--points: not a list of integers: {args.points!r}") from None
+    settings, started_broker = _bench_cluster(settings_from(CommonSettings, args))
+    try:
+        report = state_bench(settings, args.data, args.classes, points, args.models)
+    except TimeoutError as exc:
+        print(f"triage bench-state: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if started_broker:
+            local_cluster.stop()
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0 if report["results"] == report["expected"] and not report["duplicates"] else 1
+
+
+def _bench_cluster(settings: CommonSettings) -> tuple[CommonSettings, bool]:
+    """The settings' cluster, or a local one started for a benchmark (and whether we did)."""
+    if settings.connection.bootstrap_servers:
+        return settings, False
+    log.info("no Kafka cluster configured: starting a local one for the benchmark")
+    started_broker = local_cluster.status() is None
+    connection = settings.connection.model_copy(
+        update={"bootstrap_servers": local_cluster.start().bootstrap}
+    )
+    return settings.model_copy(update={"connection": connection}), started_broker
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

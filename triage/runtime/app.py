@@ -74,7 +74,9 @@ class Service:
     `inputs` are consumed as one consumer group (`group_id`); `outputs` are the topics the
     steps produce to (their metadata is fetched before the first batch). A stateful service
     names a compacted `changelog` topic with as many partitions as its inputs and returns a
-    `PartitionState` from `assign`.
+    `PartitionState` from `assign`. A `static_member` keeps its partitions through a restart
+    under the same instance id (Kafka's static membership): no rebalance, no wait for the dead
+    process's session to expire, but a clean stop does not hand its partitions on until then.
     """
 
     name = "service"
@@ -85,6 +87,7 @@ class Service:
     max_batch = 500
     poll_timeout_ms = 100
     producer_overrides: Mapping[str, Any] = {}
+    static_member = False
 
     def open(self, session: Session) -> None:
         """A session starts: before the first poll (announce, open side readers)."""
@@ -130,12 +133,15 @@ class Application:
             transaction_timeout_ms=10_000,
             **svc.producer_overrides,
         )
+        member_id = f"{svc.group_id}.{s.instance_id}"
+        member = {"group_instance_id": member_id} if svc.static_member else {}
         consumer = clients.consumer(
             s,
             group_id=svc.group_id,
             max_poll_records=svc.max_batch,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
+            **member,
         )
         session = Session(s, producer)
         positions = transactions.PositionWatch()
@@ -187,22 +193,27 @@ class Application:
         ]
 
     def _assigned(self, partitions: list[Partition]) -> None:
+        new = {}
         for partition in sorted({tp.partition for tp in partitions} - self.states.keys()):
             state = self.service.assign(partition)
-            if state is None:
-                continue
-            try:
-                restored = self._restore(state, partition)
-            except BaseException as exc:
+            if state is not None:
+                new[partition] = state
+        if not new:
+            return
+        try:
+            restored = self._restore(new)
+        except BaseException as exc:
+            for partition in new:
                 self.service.revoke(partition)
-                self._assign_error = exc
-                return
+            self._assign_error = exc
+            return
+        for partition, state in new.items():
             self.states[partition] = state
             log.info(
                 "%s: partition %d assigned, %d changelog records restored (%s)",
                 self.service.name,
                 partition,
-                restored,
+                restored[partition],
                 state,
             )
 
@@ -211,15 +222,17 @@ class Application:
             self.states.pop(partition, None)
             self.service.revoke(partition)
 
-    def _restore(self, state: PartitionState, partition: int) -> int:
+    def _restore(self, states: dict[int, PartitionState]) -> dict[int, int]:
+        """Replay the changelog partitions of `states`, all through one reader (measured: a
+        reader per partition spent ~150 ms each opening, six partitions ~1 s)."""
         assert self.service.changelog is not None
-        count = 0
-        with TopicReader(self.settings, self.service.changelog, [partition]) as reader:
+        counts = dict.fromkeys(states, 0)
+        with TopicReader(self.settings, self.service.changelog, list(states)) as reader:
             for record in reader.read_to_end(stall_s=RESTORE_STALL_S):
                 if record.key is not None:
-                    state.restore(record.key, record.value)
-                    count += 1
-        return count
+                    states[record.partition].restore(record.key, record.value)
+                    counts[record.partition] += 1
+        return counts
 
 
 def stop_on_signals() -> threading.Event:

@@ -29,6 +29,16 @@ def group_has_members(settings: CommonSettings, group_id: str) -> bool:
         client.close()
 
 
+def end_offsets(settings: CommonSettings, topic: str) -> dict[int, int]:
+    """Partition → end offset of `topic` (how many offsets were ever written to it)."""
+    client = consumer(settings, group_id=None)
+    try:
+        parts = [TopicPartition(topic, p) for p in client.partitions_for_topic(topic) or ()]
+        return {tp.partition: offset for tp, offset in client.end_offsets(parts).items()}
+    finally:
+        close_quietly(client)
+
+
 @dataclass(frozen=True, slots=True)
 class GroupLag:
     group: str
