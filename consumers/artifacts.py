@@ -27,13 +27,13 @@ from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from sklearn.pipeline import Pipeline
 
 from consumers import signing
-from triage.runtime.settings import SigningSettings
+from triage.runtime.settings import OperatorError, SigningSettings
 
 ARTIFACT = "model.joblib"
 MANIFEST = "manifest.json"
 
 
-class ArtifactError(Exception):
+class ArtifactError(OperatorError):
     """A model that must not or cannot be loaded; the message says which and why."""
 
 

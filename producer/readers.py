@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Literal
 
 from schemas.models import TextRecord
+from triage.runtime.settings import OperatorError
 
 Format = Literal["csv", "jsonl", "lines"]
 
 
-class InputError(Exception):
+class InputError(OperatorError):
     """An input file that cannot be published; the message says where and why."""
 
 

@@ -31,6 +31,7 @@ from consumers.artifacts import Manifest, TrainingData, next_version, save_model
 from consumers.features import FEATURIZER, featurizer
 from training.metrics import binary_metrics
 from training.progress import ProgressBar
+from triage.runtime.settings import OperatorError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ TEST_SIZE = 0.2
 CALIBRATIONS = ("none", "sigmoid", "isotonic")
 
 
-class DataError(Exception):
+class DataError(OperatorError):
     """The training or evaluation CSV cannot be used; the message says why."""
 
 

@@ -18,13 +18,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from consumers.artifacts import ArtifactError
-from producer.readers import InputError
-from training.train import DataError
 from triage.local import cli as kafka_cli
 from triage.local import cluster as local_cluster
-from triage.local.cluster import LocalKafkaError
-from triage.registry.store import RegistryError
 from triage.runtime.clock import now_ms
 from triage.runtime.kafka import KafkaError, security
 from triage.runtime.settings import (
@@ -34,19 +29,11 @@ from triage.runtime.settings import (
     ConfigError,
     ConnectionSettings,
     GatewaySettings,
+    OperatorError,
     ProducerSettings,
 )
 
 log = logging.getLogger("triage")
-
-OPERATOR_ERRORS = (
-    ConfigError,
-    ArtifactError,
-    DataError,
-    InputError,
-    LocalKafkaError,
-    RegistryError,
-)
 
 
 def settings_from(cls: type[CommonSettings], args: argparse.Namespace) -> Any:
@@ -508,7 +495,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     labels = args.label or available_labels(args.models)
     if not labels:
-        raise ArtifactError(f"{args.models}: no models; run `triage train` first")
+        raise ConfigError(f"{args.models}: no models; run `triage train` first")
     settings = settings_from(CommonSettings, args)
     log.info(
         "pipeline on %s: %d classifier(s), mode %s",
@@ -551,7 +538,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         try:
             content, name = Path(args.file).read_text(encoding="utf-8"), args.file
         except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as exc:
-            raise InputError(f"{args.file}: cannot read: {exc}") from None
+            raise ConfigError(f"{args.file}: cannot read: {exc}") from None
     fmt = args.format or guess_format(name, content.split("\n", 1)[0])
     records = list(read_records(content, fmt, name))
     settings = settings_from(ProducerSettings, args)
@@ -661,7 +648,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         return args.func(args)
-    except OPERATOR_ERRORS as exc:
+    except OperatorError as exc:
         print(f"triage {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KafkaError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -151,3 +152,42 @@ def wait_until(condition, timeout_s: float, what: str, interval: float = 0.5):
             return value
         assert time.monotonic() < deadline, f"timed out after {timeout_s}s waiting for {what}"
         time.sleep(interval)
+
+
+@pytest.fixture
+def own_cluster(tmp_path, monkeypatch, request):
+    """A cluster of this test alone (it will be broken): `request.param` is its node count,
+    or (nodes, partitions per topic)."""
+    nodes, partitions = getattr(request, "param", 1), None
+    if isinstance(nodes, tuple):
+        nodes, partitions = nodes
+    state = tmp_path / "kafka"
+    cluster = kafka_local.start(state_dir=state, nodes=nodes)
+    monkeypatch.setenv("TRIAGE_BOOTSTRAP_SERVERS", cluster.bootstrap)
+    monkeypatch.setenv("TRIAGE_TOPIC_PREFIX", f"f{uuid.uuid4().hex[:8]}-")
+    if nodes > 1:
+        monkeypatch.setenv("TRIAGE_TOPIC_REPLICATION_FACTOR", "3")
+    if partitions:
+        monkeypatch.setenv("TRIAGE_TOPIC_PARTITIONS", str(partitions))
+    ensure_topics(CommonSettings())
+    yield state
+    kafka_local.stop(state)
+
+
+@pytest.fixture
+def own_procs(own_cluster, tmp_path):
+    keys = (
+        "TRIAGE_BOOTSTRAP_SERVERS",
+        "TRIAGE_TOPIC_PREFIX",
+        "TRIAGE_TOPIC_REPLICATION_FACTOR",
+        "TRIAGE_TOPIC_PARTITIONS",
+    )
+    processes = Processes({k: os.environ[k] for k in keys if k in os.environ}, tmp_path)
+    yield processes
+    processes.stop_all()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 import signal
 import time
-import uuid
 from collections import Counter
 
 import pytest
@@ -23,7 +22,6 @@ from consumers.scoring import Scorer
 from producer.publisher import Publisher
 from triage.local import cluster as kafka_local
 from triage.runtime.kafka import clients as kafka_clients
-from triage.runtime.kafka.topics import ensure_topics
 from triage.runtime.settings import CommonSettings
 from triage.tools.results import read_dead_letters, read_labels
 
@@ -146,31 +144,6 @@ def _caught_up(settings: CommonSettings, group: str) -> bool:
     finally:
         admin.close()
         consumer.close()
-
-
-@pytest.fixture
-def own_cluster(tmp_path, monkeypatch, request):
-    """A cluster of this test alone (it will be broken), with `request.param` nodes."""
-    nodes = getattr(request, "param", 1)
-    state = tmp_path / "kafka"
-    cluster = kafka_local.start(state_dir=state, nodes=nodes)
-    monkeypatch.setenv("TRIAGE_BOOTSTRAP_SERVERS", cluster.bootstrap)
-    monkeypatch.setenv("TRIAGE_TOPIC_PREFIX", f"f{uuid.uuid4().hex[:8]}-")
-    if nodes > 1:
-        monkeypatch.setenv("TRIAGE_TOPIC_REPLICATION_FACTOR", "3")
-    ensure_topics(CommonSettings())
-    yield state
-    kafka_local.stop(state)
-
-
-@pytest.fixture
-def own_procs(own_cluster, tmp_path):
-    import os
-
-    keys = ("TRIAGE_BOOTSTRAP_SERVERS", "TRIAGE_TOPIC_PREFIX", "TRIAGE_TOPIC_REPLICATION_FACTOR")
-    processes = Processes({k: os.environ[k] for k in keys if k in os.environ}, tmp_path)
-    yield processes
-    processes.stop_all()
 
 
 def test_broker_restart_mid_stream(own_cluster, own_procs, demo_models):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -14,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from email.message import Message
 
 import pytest
-from conftest import DEMO_STREAM, Processes, wait_for_registry, wait_until
+from conftest import DEMO_STREAM, Processes, free_port, wait_for_registry, wait_until
 
 from aggregator.decision import decide
 from consumers.artifacts import available_labels, load_models
@@ -27,12 +26,6 @@ from triage.tools.results import read_labels
 pytestmark = pytest.mark.integration
 
 TOKEN = "gateway-test-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def call(

@@ -15,7 +15,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -23,7 +22,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_STREAM, ROOT, wait_for_registry, wait_until
+from conftest import DEMO_STREAM, ROOT, free_port, wait_for_registry, wait_until
 
 from consumers.artifacts import available_labels
 from producer.publisher import Publisher
@@ -37,12 +36,6 @@ pytestmark = pytest.mark.integration
 
 ALERTS = ROOT / "deploy" / "alerts.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "triage.json"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tool(name: str) -> str:

@@ -35,6 +35,7 @@ from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
 from triage.local import secure as kafka_secure
+from triage.runtime.settings import OperatorError
 
 __all__ = [
     "KAFKA_VERSION",
@@ -83,7 +84,7 @@ log = logging.getLogger(__name__)
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
-class LocalKafkaError(Exception):
+class LocalKafkaError(OperatorError):
     """The local cluster could not be set up, started or reached; the message says what to do."""
 
 

@@ -30,7 +30,7 @@ from triage.runtime.clock import now_ms
 from triage.runtime.kafka import clients
 from triage.runtime.kafka.reader import TopicReader
 from triage.runtime.records import Output, Record
-from triage.runtime.settings import CommonSettings
+from triage.runtime.settings import CommonSettings, OperatorError
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ WRITE_ATTEMPTS = 3
 STALE_HEARTBEATS = 3
 
 
-class RegistryError(Exception):
+class RegistryError(OperatorError):
     """An operator's registry request that cannot be done; the message says why."""
 
 

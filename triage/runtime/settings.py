@@ -20,7 +20,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from schemas.codec import DEFAULT_MAX_RECORD_BYTES, DEFAULT_MAX_TEXT_CHARS, TextLimits
 
 
-class ConfigError(Exception):
+class OperatorError(Exception):
+    """A mistake an operator fixes (a setting, a missing model, an unreadable file): the CLI
+    prints its message as one line and exits 2. Each package's errors derive from it, so the
+    CLI need not import the packages (and scikit-learn) to catch them."""
+
+
+class ConfigError(OperatorError):
     """An operator's mistake in configuration; the message says what to do."""
 
 

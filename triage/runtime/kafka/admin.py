@@ -29,6 +29,22 @@ def group_has_members(settings: CommonSettings, group_id: str) -> bool:
         client.close()
 
 
+def group_assignment(settings: CommonSettings, group_id: str) -> dict[str, list[int]]:
+    """Member (its static instance id, else member id) → the partitions it holds now."""
+    client = admin(settings)
+    try:
+        group = client.describe_groups([group_id]).get(group_id, {})
+    finally:
+        client.close()
+    held = {}
+    for member in group.get("members") or []:
+        assignment = member.get("member_assignment") or {}
+        parts = assignment.get("assigned_partitions", []) if isinstance(assignment, dict) else []
+        name = member.get("group_instance_id") or member["member_id"]
+        held[name] = sorted(p for topic in parts for p in topic["partitions"])
+    return held
+
+
 def end_offsets(settings: CommonSettings, topic: str) -> dict[int, int]:
     """Partition → end offset of `topic` (how many offsets were ever written to it)."""
     client = consumer(settings, group_id=None)

@@ -44,6 +44,18 @@ def know_topics(producer: KafkaProducer, *topics: str) -> None:
         producer.partitions_for(topic)
 
 
+# A restore replays what compaction has not removed yet, and the cleaner never touches the
+# active segment: by default (1 GiB segments, tombstones kept a day) that is every record of
+# the last day. Small segments and a short tombstone retention keep it near the live state
+# (10 minutes of tombstones is far longer than any restore takes to read past them).
+CHANGELOG_CONFIGS = {
+    "segment.bytes": str(16 * 1024 * 1024),
+    "segment.ms": "60000",
+    "min.cleanable.dirty.ratio": "0.2",
+    "delete.retention.ms": "600000",
+}
+
+
 def ensure_topics(settings: CommonSettings) -> None:
     """Create triage's topics when missing; the registry and the state changelog are compacted."""
     rf = settings.topic_replication_factor or -1
@@ -61,7 +73,7 @@ def ensure_topics(settings: CommonSettings) -> None:
     wanted[settings.aggregator_state] = {
         "num_partitions": parts,
         "replication_factor": rf,
-        "configs": compacted,
+        "configs": compacted | CHANGELOG_CONFIGS,
     }
     client = admin(settings)
     try:
