@@ -119,8 +119,10 @@ class DoneIndex:
         digest = hashlib.blake2b(columns[0].tobytes(), digest_size=8).hexdigest()
         key = BLOCK_PREFIX + f"{newest}:{digest}".encode()
         self.blocks.append((newest, key))
-        fields = {name: _b64(column) for name, column in zip(_COLUMNS, columns, strict=True)}
-        return key, DecidedBlock(**fields)
+        ids, fingerprints, decided, sources = (_b64(column) for column in columns)
+        return key, DecidedBlock(
+            ids=ids, fingerprints=fingerprints, decided_ms=decided, sources=sources
+        )
 
     def restore_block(self, key: bytes, block: DecidedBlock | None) -> None:
         """Replay one block record (None: its tombstone), in changelog order."""

@@ -136,8 +136,9 @@ class JoinTable:
         self.pending: dict[str, Join] = {}
         self.decided: dict[str, Marker] = {}  # decisions still missing a voter's score
         self.done = DoneIndex(horizon_ms if retry_window_ms is None else retry_window_ms)
-        # message id → pending join, marker or None (tombstone), since the last flush
-        self.changes: dict[str, Join | Marker | None] = {}
+        # message id → pending join, marker or None (tombstone), since the last flush; block
+        # keys (bytes) → None when a block of the retry window expires
+        self.changes: dict[str | bytes, Join | Marker | None] = {}
         self.counts: Counter[str] = Counter()
 
     # -- input ---------------------------------------------------------------------------
@@ -228,6 +229,7 @@ class JoinTable:
         now_ms: int,
     ) -> list[Outcome]:
         """Another text under an id pending or still marked: one dead letter per text."""
+        assert score.fingerprint is not None  # a conflict needs two known fingerprints
         if score.fingerprint in conflicts:
             self.counts["late_scores"] += 1
             return []
@@ -302,6 +304,7 @@ class JoinTable:
                 change.logged = True
                 out[key] = change.to_state()
             elif isinstance(change, Marker):
+                assert isinstance(key, str)
                 out[key] = change.to_state(key)
             else:
                 out[key] = None

@@ -565,6 +565,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             args.models,
             warmup=args.warmup,
             via=args.via,
+            broker_pids=_local_broker_pids(settings),
         )
     except TimeoutError as exc:  # the pipeline did not start or keep up; the logs say which
         print(f"triage bench: error: {exc}", file=sys.stderr)
@@ -594,6 +595,14 @@ def cmd_bench_state(args: argparse.Namespace) -> int:
             local_cluster.stop()
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0 if report["results"] == report["expected"] and not report["duplicates"] else 1
+
+
+def _local_broker_pids(settings: CommonSettings) -> list[int]:
+    """The pids of the `triage kafka start` cluster when the settings point at it."""
+    cluster = local_cluster.status()
+    if cluster is None or cluster.bootstrap != settings.connection.bootstrap_servers:
+        return []
+    return [node.pid for node in cluster.nodes]
 
 
 def _bench_cluster(settings: CommonSettings) -> tuple[CommonSettings, bool]:

@@ -26,7 +26,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,9 @@ class RunResult:
     request_p95_ms: float = float("nan")
     request_p99_ms: float = float("nan")
     request_failures: int = 0
+    # CPU seconds per 1,000 texts of each part: classifiers, aggregator, gateway, the broker
+    # (when its pids are known) and this process (publishing and reading the results)
+    cpu_s_per_1000_by_role: dict[str, float] = field(default_factory=dict)
 
 
 def select_classes(data: Dataset, k: int | None) -> Dataset:
@@ -237,6 +240,7 @@ def run_once(
     timeout_s: float,
     warmup: int = 0,
     via: str = "kafka",
+    broker_pids: Sequence[int] = (),
 ) -> RunResult:
     """One run on fresh topics. The first `warmup` texts (at the same rate) are published and
     their results awaited before anything is measured: until then the consumer groups are still
@@ -280,8 +284,10 @@ def run_once(
                     raise TimeoutError(f"warm-up: not every result arrived in {timeout_s:.0f}s")
             if load is not None:
                 load.latencies_ms.clear()
+            roles = _roles(children, broker_pids)
             pids = [c.process.pid for c in children if c.process]
             cpu_before = cpu_seconds(pids)
+            roles_before = {role: cpu_seconds(ps) for role, ps in roles.items()}
             first_publish = time.time()
             send(records)
         collector.done.wait(timeout_s)
@@ -289,9 +295,14 @@ def run_once(
         collector.stop.set()
         collector.join(10)
         cpu_used = cpu_seconds(pids) - cpu_before
+        by_role = {
+            role: round((cpu_seconds(ps) - roles_before[role]) / len(records) * 1000, 3)
+            for role, ps in roles.items()
+        }
     finally:
         supervisor.shutdown(children)
     result = _summarise(collector, records, expected, first_publish, cpu_used, warm)
+    result = replace(result, cpu_s_per_1000_by_role=by_role)
     if load is None:
         return result
     requests = sorted(load.latencies_ms)
@@ -302,6 +313,18 @@ def run_once(
         request_p99_ms=round(_percentile(requests, 99), 1),
         request_failures=len(load.failures),
     )
+
+
+def _roles(children: list[supervisor.Child], broker_pids: Sequence[int]) -> dict[str, list[int]]:
+    roles: dict[str, list[int]] = {"classifiers": [], "aggregator": [], "gateway": []}
+    for child in children:
+        if child.process:
+            role = child.name.split()[0]
+            roles["classifiers" if role == "classifier" else role].append(child.process.pid)
+    roles = {role: pids for role, pids in roles.items() if pids}
+    if broker_pids:
+        roles["broker"] = list(broker_pids)
+    return roles | {"bench": [os.getpid()]}
 
 
 @dataclass
@@ -387,6 +410,7 @@ def bench(
     timeout_s: float = 600,
     warmup: int | None = None,
     via: str = "kafka",
+    broker_pids: Sequence[int] = (),
 ) -> dict:
     data = select_classes(read_dataset(data_path), classes)
     models_dir, held_out, held_out_labels = prepare_models(data, models_dir)
@@ -407,7 +431,17 @@ def bench(
     runs = []
     for i in range(repeat):
         result = run_once(
-            settings, models_dir, labels, texts, expected, colocated, rate, timeout_s, warmup, via
+            settings,
+            models_dir,
+            labels,
+            texts,
+            expected,
+            colocated,
+            rate,
+            timeout_s,
+            warmup,
+            via,
+            broker_pids,
         )
         log.info("run %d/%d: %s", i + 1, repeat, result)
         runs.append(result)
@@ -430,6 +464,10 @@ def bench(
         "p95_ms": statistics.median(r.p95_ms for r in runs),
         "p99_ms": statistics.median(r.p99_ms for r in runs),
         "cpu_s_per_1000": statistics.median(r.cpu_s_per_1000 for r in runs),
+        "cpu_s_per_1000_by_role": {
+            role: statistics.median(r.cpu_s_per_1000_by_role[role] for r in runs)
+            for role in runs[0].cpu_s_per_1000_by_role
+        },
         "inprocess_throughput": round(limit, 1),
         "warmup": warmup,
         # The pipeline's labels equal `fast` (`agreement`); the default path is scikit-learn's
@@ -482,7 +520,8 @@ def format_summary(report: dict) -> str:
         f"  throughput        {report['throughput']:.0f} texts/s end to end",
         f"  latency           p50 {report['p50_ms']:.0f} ms, p95 {report['p95_ms']:.0f} ms, "
         f"p99 {report['p99_ms']:.0f} ms",
-        f"  CPU               {report['cpu_s_per_1000']:.2f} s per 1,000 texts (pipeline)",
+        f"  CPU               {report['cpu_s_per_1000']:.2f} s per 1,000 texts (pipeline); "
+        + ", ".join(f"{k} {v:.2f}" for k, v in report["cpu_s_per_1000_by_role"].items()),
         f"  in-process limit  {report['inprocess_throughput']:.0f} texts/s on one core "
         f"(ratio {report['ratio']:.2f}; {report['cores_ratio']:.2f} of it times "
         f"{report['cores']} cores)",

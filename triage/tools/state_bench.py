@@ -58,11 +58,12 @@ class _Arrivals(threading.Thread):
                 records = reader.poll(timeout_ms=100)
                 now = time.time()
                 for record in records:
-                    if record.key in self.seen:
+                    key = record.key or b""
+                    if key in self.seen:
                         self.duplicates += 1
-                    self.seen.add(record.key)
-                    if record.key in self.watch:
-                        self.first_at.setdefault(record.key, now)
+                    self.seen.add(key)
+                    if key in self.watch:
+                        self.first_at.setdefault(key, now)
         finally:
             reader.close()
 
@@ -100,7 +101,7 @@ def state_bench(
     for child in children:
         child.start()
     arrivals = _Arrivals(settings)
-    rows = []
+    rows: list[dict] = []
     published = 0
     try:
         wait_for_classifiers(settings, set(labels), timeout_s=180)
