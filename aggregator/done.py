@@ -70,15 +70,16 @@ class DoneIndex:
         self.window_ms = window_ms
         self._columns = [np.empty(0, np.uint64) for _ in _COLUMNS]  # sorted by id hash
         self._recent: dict[int, list[Entry]] = {}
+        self._recent_count = 0
         self._new: list[tuple[int, int, int, int]] = []  # since the last block was taken
         self._restored: dict[bytes, DecidedBlock] = {}  # replayed blocks, merged at first use
         self.blocks: deque[tuple[int, bytes]] = deque()  # (newest decision, key) in the log
         self._cutoff = 0
 
     def __len__(self) -> int:
+        """Entries held (some may have left the window since the last merge)."""
         self._settle()
-        self._merge()
-        return len(self._columns[0])
+        return len(self._columns[0]) + self._recent_count
 
     def find(self, message_id: str) -> list[Entry]:
         """Every entry of this id (several when other texts were seen under it)."""
@@ -96,6 +97,7 @@ class DoneIndex:
         self._settle()
         key = id_hash(message_id)
         self._recent.setdefault(key, []).append(Entry(fingerprint, decided_ms, source))
+        self._recent_count += 1
         self._new.append((key, fingerprint, decided_ms, source))
         if len(self._recent) > min(max(_MIN_MERGE, len(self._columns[0]) // 8), _MAX_RECENT):
             self._merge()
@@ -152,7 +154,7 @@ class DoneIndex:
         recent = sorted(
             (k, *e) for k, entries in self._recent.items() for e in entries if e[1] >= cutoff
         )
-        self._recent = {}
+        self._recent, self._recent_count = {}, 0
         columns = self._columns
         if len(columns[2]) and int(columns[2].min()) < self._cutoff:
             kept = np.flatnonzero(columns[2] >= np.uint64(self._cutoff))

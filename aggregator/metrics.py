@@ -21,6 +21,12 @@ JOIN_TIMEOUTS = Counter("triage_join_timeouts", "Joins decided by timeout (parti
 LATE_SCORES = Counter("triage_late_scores", "Scores arriving after their text was decided")
 IGNORED_SCORES = Counter("triage_ignored_scores", "Scores or votes the join ignored", ["reason"])
 PENDING_JOINS = Gauge("triage_pending_joins", "Joins waiting for scores")
+DECIDED_KEPT = Gauge(
+    "triage_decided_ids",
+    "Decided ids the aggregator keeps: awaiting a missing voter's late score, or in the retry"
+    " window (32 bytes each)",
+    ["kind"],
+)
 SHADOW_DECISIONS = Counter(
     "triage_shadow_decisions",
     "Results carrying a shadow score of this class version",
@@ -38,6 +44,8 @@ _IGNORED = {
     "duplicate_scores": "duplicate",
     "unknown_classifier_scores": "unknown_classifier",
     "retired_scores": "retired",
+    # a timed-out join with no voter's score: shadow scores of a text decided before
+    "unjoined_scores": "unjoined",
 }
 
 

@@ -105,7 +105,10 @@ class Aggregator(Service):
         for table in self.tables.values():
             metrics.count_join_events(table.counts)
             table.counts.clear()
-        metrics.PENDING_JOINS.set(sum(len(t.pending) for t in self.tables.values()))
+        tables = self.tables.values()
+        metrics.PENDING_JOINS.set(sum(len(t.pending) for t in tables))
+        metrics.DECIDED_KEPT.labels("awaiting_late_scores").set(sum(len(t.decided) for t in tables))
+        metrics.DECIDED_KEPT.labels("retry_window").set(sum(len(t.done) for t in tables))
         self._results, self._dead_reasons = [], []
 
     # -- joining ---------------------------------------------------------------------------
