@@ -104,6 +104,7 @@ class DoneIndex:
 
     def expire(self, now_ms: int) -> list[bytes]:
         """Forget what left the window; the keys of changelog blocks to tombstone."""
+        self._settle()
         self._cutoff = now_ms - self.window_ms
         gone = []
         while self.blocks and self.blocks[0][0] < self._cutoff:
@@ -118,7 +119,8 @@ class DoneIndex:
         columns = [np.array(column, np.uint64) for column in zip(*self._new, strict=True)]
         self._new = []
         newest = int(columns[2].max())
-        digest = hashlib.blake2b(columns[0].tobytes(), digest_size=8).hexdigest()
+        content = columns[0].tobytes() + columns[1].tobytes()
+        digest = hashlib.blake2b(content, digest_size=8).hexdigest()
         key = BLOCK_PREFIX + f"{newest}:{digest}".encode()
         self.blocks.append((newest, key))
         ids, fingerprints, decided, sources = (_b64(column) for column in columns)

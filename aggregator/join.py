@@ -335,6 +335,7 @@ class JoinTable:
             shadow_scores=shadow,
             text_timestamp_ms=state.text_timestamp_ms,
             decided_at_ms=now_ms,
+            fingerprint=state.fingerprint,
             schema_version=1,
         )
 

@@ -4,8 +4,8 @@ FastAPI because the request and response bodies are the pydantic contracts we al
 and it gives the OpenAPI page and request validation for free; uvicorn serves it (TLS through
 its own options). Every error is one JSON line `{"error": ...}` with the right status: 401 and
 403 for tokens, 413 for a body over the limit, 422 for a request that is not valid or a text the
-pipeline refused (with its dead-letter reason), 503 with `Retry-After` when Kafka cannot be
-reached. Never a stack trace.
+pipeline refused (with its dead-letter reason), 409 for an id whose result is for another text,
+503 with `Retry-After` when Kafka cannot be reached. Never a stack trace.
 """
 
 from __future__ import annotations
@@ -206,16 +206,23 @@ def _single(answer: Answer) -> JSONResponse:
     if outcome is None:
         body = {"id": answer.id, "status": "pending"}
         return JSONResponse(body, 202, headers={"Location": f"/v1/results/{answer.id}"})
+    if answer.conflict:
+        return JSONResponse({"error": _CONFLICT.format(answer.id), "id": answer.id}, 409)
     if outcome.refused is not None:
         return JSONResponse(_refusal(outcome), 422)
     assert outcome.result is not None
     return JSONResponse(outcome.result.model_dump(mode="json"))
 
 
+_CONFLICT = "id {!r} already has a result for another text: send this text under a new id"
+
+
 def _item(answer: Answer) -> dict[str, Any]:
     outcome = answer.outcome
     if outcome is None:
         return {"id": answer.id, "status": "pending", "location": f"/v1/results/{answer.id}"}
+    if answer.conflict:
+        return {"id": answer.id, "status": "conflict", "error": _CONFLICT.format(answer.id)}
     if outcome.refused is not None:
         return {"id": answer.id, "status": "refused"} | _refusal(outcome)
     assert outcome.result is not None

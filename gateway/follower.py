@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from gateway.results import Outcome, ResultIndex
-from schemas.codec import Rejected, decode_label
+from schemas.codec import Reason, Rejected, decode_label
 from schemas.models import DeadLetter
 from triage.registry.store import RegistryReader
 from triage.registry.view import RegistryView
@@ -132,5 +132,9 @@ def _outcome(is_label: bool, value: bytes) -> Outcome | None:
     try:
         letter = DeadLetter.model_validate_json(value)
     except ValueError:
+        return None
+    if letter.reason == Reason.DUPLICATE_ID:
+        # It refuses a second text under the id, never the id's own outcome (its first text's
+        # result): a request whose text differs from that result's is answered 409.
         return None
     return Outcome(refused=letter) if letter.id else None

@@ -20,6 +20,7 @@ from gateway.follower import Follower
 from gateway.results import Outcome, ResultIndex
 from producer.publisher import Publisher
 from producer.readers import new_id
+from schemas.codec import fingerprint
 from schemas.models import TextRecord
 from triage.runtime.kafka import KafkaError
 from triage.runtime.settings import GatewaySettings
@@ -43,6 +44,7 @@ class Answer:
 
     id: str
     outcome: Outcome | None
+    conflict: bool = False  # the id's result is for another text
 
 
 class Gateway:
@@ -106,7 +108,7 @@ class Gateway:
                     self.pending.popitem(last=False)
             else:
                 self.pending.pop(record.id, None)
-            answers.append(Answer(record.id, outcome))
+            answers.append(Answer(record.id, outcome, _conflicts(record, outcome)))
         return answers
 
     def lookup(self, message_id: str) -> Outcome | None:
@@ -136,6 +138,14 @@ class Gateway:
             await asyncio.wait_for(asyncio.gather(*acks), PUBLISH_TIMEOUT_S * 2)
         except (KafkaError, TimeoutError) as exc:
             raise Unavailable(f"cannot publish to Kafka: {exc!r}") from None
+
+
+def _conflicts(record: TextRecord, outcome: Outcome | None) -> bool:
+    """Whether the id's result was decided for another text than this request's."""
+    result = outcome.result if outcome is not None else None
+    if result is None or result.fingerprint is None:
+        return False
+    return fingerprint(record.text.encode()) != result.fingerprint
 
 
 def _record(text: dict[str, Any]) -> TextRecord:

@@ -159,6 +159,11 @@ class LabelRecord(_Contract):
     )
     text_timestamp_ms: int
     decided_at_ms: int
+    fingerprint: str | None = Field(
+        default=None,
+        description="the fingerprint of the text this result is for (another text under the"
+        " same id is refused as `duplicate_id`)",
+    )
 
 
 class DeadLetter(Refusal):

@@ -7,7 +7,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway.app import create_app
+from gateway.results import Outcome
 from gateway.service import Gateway
+from schemas.codec import fingerprint
+from schemas.models import LabelRecord
 from triage.runtime.settings import ConfigError, ConnectionSettings, GatewaySettings
 
 
@@ -90,3 +93,29 @@ def test_a_token_file_without_tokens_is_an_operator_error(tmp_path):
     empty.write_text("\n")
     with pytest.raises(ConfigError, match="holds no token"):
         client(tmp_path, token_file=empty)
+
+
+def test_an_id_whose_result_is_for_another_text_is_409(tmp_path):
+    settings = GatewaySettings(connection=ConnectionSettings(bootstrap_servers="127.0.0.1:1"))
+    gateway = Gateway(settings)
+    gateway.follower.ready.set()  # as if it had read the results: this one is known
+    result = LabelRecord(
+        id="x",
+        label="a",
+        probability=0.9,
+        scores={"a": 0.9},
+        complete=True,
+        missing=[],
+        versions={"a": "1"},
+        text_timestamp_ms=1,
+        decided_at_ms=2,
+        fingerprint=fingerprint(b"my card has not arrived"),
+    )
+    gateway.index.add(Outcome(result=result))
+    c = TestClient(create_app(settings, gateway), raise_server_exceptions=False)
+    same = c.post("/v1/classify", json={"id": "x", "text": "my card has not arrived"})
+    assert same.status_code == 200 and same.json()["label"] == "a"  # a retry: its result
+    other = c.post("/v1/classify", json={"id": "x", "text": "how do I close my account"})
+    assert other.status_code == 409 and "another text" in other.json()["error"]
+    batch = c.post("/v1/classify/batch", json={"texts": [{"id": "x", "text": "other"}]})
+    assert batch.json()["results"][0]["status"] == "conflict"
