@@ -27,6 +27,7 @@ Pure logic: no Kafka here, time is passed in.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from aggregator.decision import decide
@@ -162,7 +163,8 @@ class JoinTable:
             return self._conflict(score, state.source, state.conflicts, state, now_ms)
         if score.refusal is not None:
             heard = _keys(score) | (state.scores.keys() if state else set())
-            self._finish(message_id, state, score, heard, now_ms)
+            missing = self.registry.voters_for(score.text_timestamp_ms).keys - heard
+            self._finish(message_id, state, score, missing, now_ms)
             return [Refused(message_id, score.refusal)]
         state = self._merge(state, score, now_ms)
         if not self._incomplete(state):
@@ -323,7 +325,8 @@ class JoinTable:
         votes, shadow = _route(state.scores, voters, self.registry)
         decision = decide(votes, self.threshold)
         missing = sorted(voters.versions.keys() - votes.keys())
-        self._finish(state.id, state, None, state.scores.keys(), now_ms)
+        missing_keys = {f"{label}@{voters.versions[label]}" for label in missing}
+        self._finish(state.id, state, None, missing_keys, now_ms)
         return LabelRecord.model_construct(
             id=state.id,
             label=decision.label,
@@ -344,18 +347,16 @@ class JoinTable:
         message_id: str,
         state: Join | None,
         refused: ScoreRecord | None,
-        heard: object,
+        missing: AbstractSet[str],
         now_ms: int,
     ) -> None:
-        """A decision: into the retry window when no voter is missing, else a marker."""
+        """A decision: into the retry window when no voter is `missing`, else a marker."""
         if state is not None:
             self.pending.pop(message_id, None)
             self._forget(state)
         first = state or refused
         assert first is not None
         conflicts = state.conflicts if state else []
-        ts = first.text_timestamp_ms
-        missing = self.registry.voters_for(ts).keys - heard  # type: ignore[operator]
         if missing:
             self.decided[message_id] = Marker(
                 now_ms, first.fingerprint, first.source, set(missing), conflicts
