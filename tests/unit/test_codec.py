@@ -165,6 +165,8 @@ def test_every_json_type_of_id_has_one_outcome():
 def test_a_null_value_is_an_empty_record_under_its_key():
     refused = decode_text(b"k", None)
     assert (refused.reason, refused.id) == (Reason.EMPTY_RECORD, "k")
+    keyless = decode_text(None, None)  # the classifier names it by its offset
+    assert (keyless.reason, keyless.id) == (Reason.EMPTY_RECORD, None)
 
 
 def test_fingerprints_tell_texts_apart():
