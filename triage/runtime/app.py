@@ -137,6 +137,7 @@ class Application:
         member = {"group_instance_id": member_id} if svc.static_member else {}
         consumer = clients.consumer(
             s,
+            client_id=member_id,  # names the instance in the group's description
             group_id=svc.group_id,
             max_poll_records=svc.max_batch,
             session_timeout_ms=10_000,
