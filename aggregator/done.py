@@ -19,8 +19,8 @@ Pure logic: no Kafka here, time is passed in.
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
-from collections import deque
 from typing import NamedTuple
 
 import numpy as np
@@ -56,7 +56,8 @@ def source_int(source: str | None) -> int:
     if source is None:
         return int(NO_SOURCE)
     _, partition, offset = source.rsplit(":", 2)
-    return int(partition) << 48 | int(offset)
+    p, o = int(partition), int(offset)
+    return p << 48 | o if p < 1 << 16 and o < 1 << 48 else int(NO_SOURCE)
 
 
 def source_text(source: int) -> str:
@@ -73,7 +74,7 @@ class DoneIndex:
         self._recent_count = 0
         self._new: list[tuple[int, int, int, int]] = []  # since the last block was taken
         self._restored: dict[bytes, DecidedBlock] = {}  # replayed blocks, merged at first use
-        self.blocks: deque[tuple[int, bytes]] = deque()  # (newest decision, key) in the log
+        self.blocks: list[tuple[int, bytes]] = []  # (newest decision, key) in the log, sorted
         self._cutoff = 0
 
     def __len__(self) -> int:
@@ -91,7 +92,8 @@ class DoneIndex:
         while i < n and ids.item(i) == key:  # .item: a Python int, no numpy scalar
             found.append(Entry(*(int(column.item(i)) for column in self._columns[1:])))
             i += 1
-        return found
+        # past the window but not merged away yet: the same answer as after a restart
+        return [e for e in found if e.decided_ms >= self._cutoff]
 
     def add(self, message_id: str, fingerprint: int, decided_ms: int, source: int) -> None:
         self._settle()
@@ -108,7 +110,7 @@ class DoneIndex:
         self._cutoff = now_ms - self.window_ms
         gone = []
         while self.blocks and self.blocks[0][0] < self._cutoff:
-            gone.append(self.blocks.popleft()[1])
+            gone.append(self.blocks.pop(0)[1])
         return gone
 
     # -- changelog -----------------------------------------------------------------------
@@ -122,7 +124,8 @@ class DoneIndex:
         content = columns[0].tobytes() + columns[1].tobytes()
         digest = hashlib.blake2b(content, digest_size=8).hexdigest()
         key = BLOCK_PREFIX + f"{newest}:{digest}".encode()
-        self.blocks.append((newest, key))
+        # in time order: a batch releasing old markers writes a block of old decisions
+        bisect.insort(self.blocks, (newest, key))
         ids, fingerprints, decided, sources = (_b64(column) for column in columns)
         return key, DecidedBlock(
             ids=ids, fingerprints=fingerprints, decided_ms=decided, sources=sources
@@ -136,17 +139,20 @@ class DoneIndex:
             self._restored[key] = block
 
     def _settle(self) -> None:
-        """Merge what a restore replayed, once it is over (a tombstone may follow a block)."""
+        """Merge what a restore replayed, once it is over (a tombstone may follow a block):
+        blocks hold entries in decision order, so the columns are sorted again once."""
         if not self._restored:
             return
         restored, self._restored = self._restored, {}
+        parts: list[list[np.ndarray]] = [[c] for c in self._columns]
         for key, block in restored.items():
             columns = [_unb64(getattr(block, name)) for name in _COLUMNS]
-            self.blocks.append((int(columns[2].max()), key))
-            self._columns = [
-                np.concatenate([old, new]) for old, new in zip(self._columns, columns, strict=True)
-            ]
-        self.blocks = deque(sorted(self.blocks))
+            bisect.insort(self.blocks, (int(columns[2].max()), key))
+            for part, column in zip(parts, columns, strict=True):
+                part.append(column)
+        merged = [np.concatenate(part) for part in parts]
+        order = np.argsort(merged[0], kind="stable")
+        self._columns = [column[order] for column in merged]
         self._merge()
 
     def _merge(self) -> None:

@@ -220,7 +220,7 @@ class JoinTable:
         self.done.add(score.id, fingerprint, now_ms, source_int(score.source))
         first = finished[0]
         detail = _conflict_detail(score, source_text(first.source), f"{first.fingerprint:016x}")
-        return [Conflict(score.id, detail)]
+        return [_refused_other(score, detail)]
 
     def _conflict(
         self,
@@ -239,7 +239,7 @@ class JoinTable:
         self.counts["conflicting_texts"] += 1
         self.changes[score.id] = owner
         where = first_source or "an unknown offset"
-        return [Conflict(score.id, _conflict_detail(score, where, owner.fingerprint))]
+        return [_refused_other(score, _conflict_detail(score, where, owner.fingerprint))]
 
     # -- clocks and registry changes -----------------------------------------------------
     def expire(self, now_ms: int) -> list[Outcome]:
@@ -250,8 +250,9 @@ class JoinTable:
             state = next(iter(self.pending.values()))
             if state.first_seen_ms > deadline:
                 break
-            if self.registry.voters_for(state.text_timestamp_ms).keys.isdisjoint(state.scores):
-                self._drop_unjoined(state)
+            voters = self.registry.voters_for(state.text_timestamp_ms)
+            if voters.keys.isdisjoint(state.scores) and not state.conflicts:
+                self._drop_unjoined(state)  # (one with conflicts is decided: it keeps them)
                 continue
             self.counts["join_timeouts"] += 1
             outcomes.append(self._decide(state, now_ms))
@@ -382,6 +383,14 @@ class JoinTable:
         self.done.add(message_id, fingerprint_int(fingerprint), decided_ms, source_int(source))
         for other in conflicts:  # their dead letters are out: their other scores are late
             self.done.add(message_id, fingerprint_int(other), decided_ms, source_int(None))
+
+
+def _refused_other(score: ScoreRecord, detail: str) -> Outcome:
+    """The one dead letter of another record under a seen id: `duplicate_id`, or the record's
+    own refusal when it could not be read anyway (that reason says more)."""
+    if score.refusal is not None:
+        return Refused(score.id, score.refusal)
+    return Conflict(score.id, detail)
 
 
 def _keys(score: ScoreRecord) -> set[str]:

@@ -81,11 +81,14 @@ class ScoreRecord(_Contract):
     instance: str = ""
     fingerprint: str | None = Field(
         default=None,
+        pattern=r"^[0-9a-f]{16}$",
         description="what was scored: 16 hex digits of BLAKE2b over the text (over the raw value"
         " for a refusal); two texts under one id with different fingerprints never join",
     )
     source: str | None = Field(
-        default=None, description="where the text was read: `<topic>:<partition>:<offset>`"
+        default=None,
+        pattern=r"^.+:[0-9]{1,10}:[0-9]{1,19}$",
+        description="where the text was read: `<topic>:<partition>:<offset>`",
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import time
 import urllib.request
 import uuid
@@ -47,7 +48,7 @@ def test_reused_ids_null_values_and_id_types_each_have_one_outcome(procs, demo_m
     port = free_port()
     procs.start("aggregator", "aggregate", "--metrics-port", str(port))
     wait_for_registry(set(labels), timeout_s=120)
-    first, other = read_dataset(DEMO_STREAM).texts[:2]
+    first, other, third = read_dataset(DEMO_STREAM).texts[:3]
     run = uuid.uuid4().hex[:6]
     number = int(uuid.uuid4().int % 10**12)
 
@@ -95,6 +96,23 @@ def test_reused_ids_null_values_and_id_types_each_have_one_outcome(procs, demo_m
         lambda: (c := dead_letter_counts(port))["invalid_id"] >= 1 and c, 30, "the counters"
     )
     assert counts["duplicate_id"] == 1 and counts["empty_record"] == 1
+
+    # Through a kill -9 the aggregator remembers what it decided: a retry is still one result,
+    # a third text under the used id one more dead letter.
+    procs.stop("aggregator", signal.SIGKILL)
+    procs.start("aggregator", "aggregate")
+    with Publisher() as publisher:
+        publisher.send_raw(f"retry-{run}".encode(), text(f"retry-{run}", first))
+        publisher.send_raw(f"dup-{run}".encode(), text(f"dup-{run}", third))
+
+    def third_refused():
+        found = [d for d in read_dead_letters(settings) if d.id == f"dup-{run}"]
+        return len(found) >= 2 and found
+
+    assert len(wait_until(third_refused, 120, "the third text's dead letter", interval=1)) == 2
+    time.sleep(3)
+    after = Counter(r.id for r in read_labels(settings) if r.id in ids)
+    assert after == dict.fromkeys(ids, 1)
 
 
 def _labels(ids: set[str]):

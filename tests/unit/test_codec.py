@@ -172,3 +172,9 @@ def test_a_null_value_is_an_empty_record_under_its_key():
 def test_fingerprints_tell_texts_apart():
     assert fingerprint(b"a") == fingerprint(b"a") != fingerprint(b"b")
     assert len(fingerprint(b"a")) == 16
+
+
+def test_a_score_with_a_malformed_fingerprint_or_source_is_refused_not_a_crash():
+    for field, value in [("fingerprint", "zz"), ("source", "texts:0:-1")]:
+        bad = json.dumps({"id": "m", "text_timestamp_ms": 1, field: value}).encode()
+        assert decode_score(bad).reason == Reason.INVALID_FIELDS

@@ -44,3 +44,37 @@ def test_the_window_drops_entries_at_the_next_merge():
 def test_sources_render_for_an_operator():
     assert source_text(source_int("texts:3:42")) == "partition 3 offset 42"
     assert source_text(int(np.iinfo(np.uint64).max)) == "an unknown offset"
+
+
+def test_a_restored_index_finds_every_id_of_several_blocks():
+    index = DoneIndex(window_ms=10_000)
+    blocks = []
+    for batch in range(3):  # entries in decision order, not sorted by their hash
+        for i in range(50):
+            index.add(f"b{batch}-{i}", batch * 100 + i + 1, 1000 + batch, 0)
+        blocks.append(index.take_block())
+    restored = DoneIndex(window_ms=10_000)
+    for key, block in blocks:
+        restored.restore_block(key, DecidedBlock.model_validate_json(encode(block)))
+    restored.add("after", 7, 2000, 0)  # and what comes after the restore
+    restored._merge()
+    for batch in range(3):
+        for i in range(50):
+            assert [e.fingerprint for e in restored.find(f"b{batch}-{i}")] == [batch * 100 + i + 1]
+    assert restored.find("after")[0].fingerprint == 7
+    ids = restored._columns[0]
+    assert bool(np.all(ids[:-1] <= ids[1:]))
+
+
+def test_blocks_expire_in_time_order_whatever_order_they_were_written():
+    index = DoneIndex(window_ms=1000)
+    index.add("new", 1, 5000, 0)
+    new_key, _ = index.take_block()
+    index.add("old", 2, 100, 0)  # a released marker: an old decision written late
+    old_key, _ = index.take_block()
+    assert index.expire(1500) == [old_key]
+    assert index.find("old") == [] and index.expire(6001) == [new_key]
+
+
+def test_out_of_range_sources_are_unknown_not_an_overflow():
+    assert source_text(source_int(f"texts:{1 << 20}:5")) == "an unknown offset"

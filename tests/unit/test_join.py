@@ -12,6 +12,7 @@ from schemas.models import (
     ScoreRecord,
 )
 from triage.registry.view import RegistryView, with_voter
+from triage.runtime.records import ConsumedRecord
 
 T0 = 1_000_000
 
@@ -301,3 +302,27 @@ def test_a_join_of_shadow_scores_only_is_dropped_at_its_timeout(view, table):
     assert table.add(score("m", version="2", a=0.4), T0) == []  # after "m" left the window
     assert table.expire(T0 + 1000) == [] and not table.pending
     assert table.counts["unjoined_scores"] == 1
+
+
+def test_a_timed_out_join_with_a_conflict_is_decided_so_the_conflict_is_kept(view, table):
+    announce(view, "a", version="2")
+    shadow = text_score("m", "aaaa", 5, a=0.4).model_copy(update={"versions": {"a": "2"}})
+    table.add(shadow, T0)
+    [conflict] = table.add(text_score("m", "bbbb", 9, a=0.1), T0)
+    [result] = table.expire(T0 + 1000)  # no voter answered, but "bbbb" was refused
+    assert result.missing == ["a", "b"] and table.decided["m"].conflicts == ["bbbb"]
+    assert table.add(text_score("m", "bbbb", 9, b=0.1), T0 + 2000) == []  # no second letter
+
+
+def test_another_unreadable_record_under_a_seen_id_gets_its_own_refusal(table):
+    table.add(text_score("m", "aaaa", 5, a=0.9, b=0.1), T0)
+    text = ConsumedRecord("texts", 0, 9, T0, b"m", b"\xff")
+    bad = ScoreRecord(
+        id="m",
+        text_timestamp_ms=T0,
+        refusal=Refusal.of_record(text, Reason.INVALID_UTF8, "bad bytes"),
+        fingerprint="cccccccccccccccc",
+    )
+    [refused] = table.add(bad, T0 + 1)
+    assert isinstance(refused, Refused) and refused.refusal.reason == Reason.INVALID_UTF8
+    assert table.add(bad, T0 + 2) == []
