@@ -160,6 +160,10 @@ def test_broker_restart_mid_stream(own_cluster, own_procs, demo_models):
     check_exactly_once(records, demo_models)
 
 
+# Seen in CI: after the second leader kill, all three classifier units' consumers stayed out of
+# their groups (kafka-python 3.0.12 never completed the join). The runtime ends such a session
+# after 60 s and starts a new one; the check waits long enough for that recovery to show.
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("own_cluster", [3], indirect=True)
 def test_partition_leaders_killed_on_three_nodes(own_cluster, own_procs, demo_models):
     start_pipeline(own_procs, demo_models)
@@ -181,4 +185,4 @@ def test_partition_leaders_killed_on_three_nodes(own_cluster, own_procs, demo_mo
         kafka_local.start_node(own_cluster, second)
     streamer.join()
     assert streamer.error is None, streamer.error
-    check_exactly_once(records, demo_models)
+    check_exactly_once(records, demo_models, timeout_s=600)
