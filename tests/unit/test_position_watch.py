@@ -64,3 +64,32 @@ def test_the_real_consumer_state_answers_the_question():
     state = SubscriptionState()
     state.assign_from_user([TopicPartition("texts", 0)])
     assert state.missing_fetch_positions() == {TopicPartition("texts", 0)}
+
+
+class _Coordinator:
+    def __init__(self, state, join_task, rejoin: bool) -> None:
+        self.state, self._join_task, self._rejoin = state, join_task, rejoin
+        self.config = {"group_id": "g"}
+        self.asked = False
+
+    def need_rejoin(self) -> bool:
+        return self._rejoin
+
+    def request_rejoin(self) -> None:
+        self.asked = True
+
+
+def test_a_join_the_client_left_uncollected_is_asked_again():
+    from kafka.structs import MemberState
+
+    stranded = _Consumer()
+    stranded._coordinator = _Coordinator(MemberState.REBALANCING, object(), rejoin=False)
+    assert transactions.finish_stranded_join(stranded) and stranded._coordinator.asked
+    for state, task, rejoin in [
+        (MemberState.STABLE, None, False),  # a member
+        (MemberState.REBALANCING, object(), True),  # a join the next poll will await
+        (MemberState.UNJOINED, None, True),  # not joined yet
+    ]:
+        consumer = _Consumer()
+        consumer._coordinator = _Coordinator(state, task, rejoin)
+        assert not transactions.finish_stranded_join(consumer) and not consumer._coordinator.asked

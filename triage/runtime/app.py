@@ -157,6 +157,7 @@ class Application:
             while not stop.is_set():
                 beat()
                 batch = consumer.poll(timeout_ms=svc.poll_timeout_ms)
+                transactions.finish_stranded_join(consumer)
                 self._restore_assigned()
                 if not batch:
                     positions.check(consumer)

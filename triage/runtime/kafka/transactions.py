@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaTimeoutError
-from kafka.structs import ConsumerGroupMetadata, OffsetAndMetadata, TopicPartition
+from kafka.structs import ConsumerGroupMetadata, MemberState, OffsetAndMetadata, TopicPartition
 
 from triage.runtime.liveness import beat
 from triage.runtime.records import Output, Partition
@@ -98,6 +98,32 @@ def _abort_quietly(producer: KafkaProducer) -> None:
         _await(producer, producer._transaction_manager.begin_abort(), "aborting", 5)
     except Exception as exc:  # the session is ending anyway; the broker times it out
         log.debug("abort after failure also failed: %s", exc)
+
+
+def finish_stranded_join(consumer: KafkaConsumer) -> bool:
+    """Rejoin a group whose join kafka-python 3.0.12 started and then stopped collecting.
+
+    A join that the metadata check started is left in flight when a poll's time runs out; its
+    own assignment then makes `need_rejoin()` false, so no later poll awaits it: the member
+    stays REBALANCING with heartbeats off until the coordinator expires it, and never rejoins.
+    Seen in CI, read in the broker logs: "re-joining group during Stable", the SyncGroup
+    answered, then "removing it from the group on heartbeat expiration" 10 s later, and every
+    classifier of a fault test out of its group for minutes. Asking for a rejoin makes the next
+    poll await the join (or send a new one). Returns whether it asked."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    if (
+        coordinator is None
+        or coordinator.state is not MemberState.REBALANCING
+        or getattr(coordinator, "_join_task", None) is None
+        or coordinator.need_rejoin()
+    ):
+        return False
+    log.warning(
+        "group %s: a join was left uncollected by the client; rejoining",
+        coordinator.config["group_id"],
+    )
+    coordinator.request_rejoin()
+    return True
 
 
 class PositionWatch:
