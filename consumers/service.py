@@ -10,7 +10,10 @@ vote: the registry's class records do (`triage/registry/view.py`); at every sess
 announces what it hosts (`triage/registry/announce.py`). Bad input is not an exception
 here: a text that cannot be decoded becomes a score record with a `refusal`, which the
 aggregator turns into exactly one dead-letter record (every classifier reads the same bad
-record; only the first refusal counts).
+record; only the first refusal counts). Heads trained on an encoder's features read the
+features topic instead of the texts (`triage encoder`), and only the records of the very encoder
+identity they were trained on: records of another encoder running beside it are skipped,
+counted (`triage_features_skipped_total`) and logged once, never scored.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ from collections.abc import Sequence
 from consumers import metrics
 from consumers.artifacts import LoadedModel
 from consumers.scoring import Scorer
-from schemas.codec import Rejected, decode_text, encode, fingerprint
-from schemas.models import ClassifierMode, Refusal, ScoreRecord, TextRecord
+from schemas import embedding
+from schemas.codec import Reason, Rejected, decode_features, decode_text, encode, fingerprint
+from schemas.models import ClassifierMode, FeatureRecord, Refusal, ScoreRecord
 from triage.registry.announce import Announcer, Hosted
 from triage.runtime.app import Service, Session
 from triage.runtime.records import Batch, Output, Partition, Record
-from triage.runtime.settings import ClassifierSettings
+from triage.runtime.settings import ClassifierSettings, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +72,9 @@ class ClassifierUnit(Service):
         self.mode = ClassifierMode.SHADOW if backfill else mode
         self.group_id = settings.group(group or default_group(models, self.mode, backfill))
         self.name = f"classifier {self.group_id}"
-        self.inputs = (settings.texts,)
+        self.encoder = reads_of(models)
+        self.inputs = (settings.features if self.encoder else settings.texts,)
+        self._skipped: set[str] = set()
         self.outputs = (settings.scores, settings.registry)
         self.max_batch = settings.max_batch
         self.poll_timeout_ms = settings.poll_timeout_ms
@@ -91,7 +97,8 @@ class ClassifierUnit(Service):
         log.info("classifier %s serves %s", self.group_id, ", ".join(self.labels))
 
     def process(self, batch: Batch, now_ms: int) -> list[Output]:
-        outputs = [out for tp, records in batch.items() for out in self.score(tp, records)]
+        step = self.score if self.encoder is None else self.score_features
+        outputs = [out for tp, records in batch.items() for out in step(tp, records)]
         return outputs + self.registry.heartbeat()
 
     # -- scoring -----------------------------------------------------------------------------
@@ -104,7 +111,13 @@ class ClassifierUnit(Service):
             probabilities = self.scorer.score([d.text for _, d in good])
         columns = {label: p.tolist() for label, p in probabilities.items()}
         outputs = [
-            self._score_output(text, tp, record, {k: col[i] for k, col in columns.items()})
+            self._score_output(
+                text.id,
+                record.timestamp,
+                fingerprint(text.text.encode()),
+                _source(tp, record),
+                {k: col[i] for k, col in columns.items()},
+            )
             for i, (record, text) in enumerate(good)
         ]
         for record, rejected in decoded:
@@ -112,34 +125,139 @@ class ClassifierUnit(Service):
                 outputs.append(self._refusal_output(tp, record, rejected))
         return outputs
 
+    def score_features(self, tp: Partition, records: Sequence[Record]) -> list[Output]:
+        """Score features records of one partition: each decoded once for every hosted head."""
+        good: list[FeatureRecord] = []
+        outputs = []
+        for record in records:
+            features = decode_features(record.value)
+            if isinstance(features, Rejected):
+                rejected = Rejected(Reason.INVALID_FEATURES, features.detail, _key(record))
+                outputs.append(self._refusal_output(tp, record, rejected))
+            elif features.encoder != self.encoder:
+                self._skip(features.encoder)
+            elif features.refusal is not None:
+                outputs.append(self._passed_refusal(features, features.refusal))
+            elif features.text is None or features.embedding is None or features.scale is None:
+                detail = "a features record without its text, embedding or scale"
+                outputs.append(self._passed_refusal(features, _refusal(record, detail)))
+            else:
+                good.append(features)
+        try:
+            vectors = embedding.unpack(
+                [f.embedding or "" for f in good], [f.scale or 0.0 for f in good], self.dim
+            )
+        except ValueError as exc:  # a bad embedding: find its record, refuse it, score the rest
+            if len(records) > 1:
+                return [out for r in records for out in self.score_features(tp, [r])]
+            rejected = Rejected(Reason.INVALID_FEATURES, f"embedding: {exc}", good[0].id)
+            return [self._refusal_output(tp, records[0], rejected)]
+        with metrics.SCORING_SECONDS.time():
+            probabilities = self.scorer.score([f.text or "" for f in good], vectors)
+        columns = {label: p.tolist() for label, p in probabilities.items()}
+        outputs += [
+            self._score_output(
+                f.id,
+                f.text_timestamp_ms,
+                f.fingerprint,
+                f.source,
+                {k: col[i] for k, col in columns.items()},
+            )
+            for i, f in enumerate(good)
+        ]
+        return outputs
+
+    @property
+    def dim(self) -> int:
+        return self.scorer.embedding_dim
+
+    def _skip(self, identity: str) -> None:
+        metrics.FEATURES_SKIPPED.labels(identity).inc()
+        if identity not in self._skipped:
+            self._skipped.add(identity)
+            log.warning(
+                "classifier %s reads features of %s only; skipping those of %s (another "
+                "encoder beside it: its own heads score them)",
+                self.group_id,
+                self.encoder,
+                identity,
+            )
+
     def _score_output(
-        self, text: TextRecord, tp: Partition, record: Record, scores: dict[str, float]
+        self,
+        message_id: str,
+        timestamp_ms: int,
+        text_fingerprint: str,
+        source: str,
+        scores: dict[str, float],
     ) -> Output:
         # Our own freshly computed values: constructed without re-validation (hot path).
         score = ScoreRecord.model_construct(
             schema_version=1,
-            id=text.id,
-            text_timestamp_ms=record.timestamp,
+            id=message_id,
+            text_timestamp_ms=timestamp_ms,
             scores=scores,
             versions=self.versions,
             refusal=None,
             instance=self.settings.instance_id,
-            fingerprint=fingerprint(text.text.encode()),
-            source=f"{tp.topic}:{tp.partition}:{record.offset}",
+            fingerprint=text_fingerprint,
+            source=source,
         )
-        return Output(self.settings.scores, text.id.encode(), encode(score))
+        return Output(self.settings.scores, message_id.encode(), encode(score))
 
     def _refusal_output(self, tp: Partition, record: Record, rejected: Rejected) -> Output:
         # Records without a usable id get one from their coordinates, the same in every
         # classifier, so the aggregator still sees one message and emits one dead letter.
-        message_id = rejected.id or f"{tp.topic}:{tp.partition}:{record.offset}"
+        message_id = rejected.id or _source(tp, record)
+        refusal = Refusal.of_record(record, rejected.reason, rejected.detail)
+        digest = fingerprint(record.value or b"")
+        return self._refusal_score(
+            message_id, record.timestamp, refusal, digest, _source(tp, record)
+        )
+
+    def _passed_refusal(self, features: FeatureRecord, refusal: Refusal) -> Output:
+        """The encoder's refusal of a text, as this unit's refusal score of it."""
+        return self._refusal_score(
+            features.id, features.text_timestamp_ms, refusal, features.fingerprint, features.source
+        )
+
+    def _refusal_score(
+        self, message_id: str, timestamp_ms: int, refusal: Refusal, digest: str, source: str
+    ) -> Output:
         score = ScoreRecord(
             id=message_id,
-            text_timestamp_ms=record.timestamp,
+            text_timestamp_ms=timestamp_ms,
             versions=self.versions,  # who refused: the aggregator stops waiting for them
-            refusal=Refusal.of_record(record, rejected.reason, rejected.detail),
+            refusal=refusal,
             instance=self.settings.instance_id,
-            fingerprint=fingerprint(record.value or b""),
-            source=f"{tp.topic}:{tp.partition}:{record.offset}",
+            fingerprint=digest,
+            source=source,
         )
         return Output(self.settings.scores, message_id.encode(), encode(score))
+
+
+def reads_of(models: list[LoadedModel]) -> str | None:
+    """The one input a unit's heads share: None (the text) or an encoder identity."""
+    inputs = {m.manifest.encoder for m in models}
+    if len(inputs) > 1:
+        names = ", ".join(f"{m.label} reads {m.manifest.reads}" for m in models)
+        raise ConfigError(
+            f"one classifier process hosts heads of one input; these differ ({names}): "
+            "start one `triage classifier` per input"
+        )
+    return inputs.pop()
+
+
+def _source(tp: Partition, record: Record) -> str:
+    return f"{tp.topic}:{tp.partition}:{record.offset}"
+
+
+def _key(record: Record) -> str | None:
+    try:
+        return record.key.decode() if record.key else None
+    except UnicodeDecodeError:
+        return None
+
+
+def _refusal(record: Record, detail: str) -> Refusal:
+    return Refusal.of_record(record, Reason.INVALID_FEATURES, detail)

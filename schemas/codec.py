@@ -19,6 +19,7 @@ from schemas.models import (
     SCHEMA_VERSION,
     Announcement,
     ClassRecord,
+    FeatureRecord,
     LabelRecord,
     ScoreRecord,
     TextRecord,
@@ -47,6 +48,7 @@ class Reason:
     TEXT_TOO_LONG = "text_too_long"
     INVALID_FIELDS = "invalid_fields"
     UNKNOWN_CLASSIFIER = "unknown_classifier"
+    INVALID_FEATURES = "invalid_features"
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +203,10 @@ def _first_error(exc: ValidationError) -> str:
 
 def decode_score(value: bytes | None, max_bytes: int = 1024 * 1024) -> ScoreRecord | Rejected:
     return _decode_model(ScoreRecord, value, max_bytes)
+
+
+def decode_features(value: bytes | None, max_bytes: int = 1024 * 1024) -> FeatureRecord | Rejected:
+    return _decode_model(FeatureRecord, value, max_bytes)
 
 
 def decode_announcement(value: bytes | None) -> Announcement | Rejected:

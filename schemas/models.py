@@ -169,6 +169,39 @@ class LabelRecord(_Contract):
     )
 
 
+EncoderIdentity = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z0-9][a-z0-9.-]*@[0-9a-f]{16}$",
+        description="`<name>@<16 hex digits of the sha256 of its weights and tokenizer>`",
+    ),
+]
+
+
+class FeatureRecord(_Contract):
+    """One text with its sentence embedding, on the `features` topic (key: the message id).
+
+    Written by `triage encoder` for every record of `texts`, so heads that read an encoder's
+    features never encode a text themselves. `embedding` is base64 of `dim` int8 values;
+    multiplied by `scale` they are the L2-normalised embedding (int8 keeps a record near 1 KB
+    where float32 would be 2 KB of base64 for 384 dimensions). A record the encoder could not
+    read carries a `refusal` instead, so every head passes it on and it still ends as one dead
+    letter. `source` and `text_timestamp_ms` are those of the text record, so a score computed
+    from features names the same text as one computed from the text.
+    """
+
+    schema_version: Literal[1] = 1
+    id: str
+    text_timestamp_ms: int
+    encoder: EncoderIdentity
+    text: str | None = None
+    embedding: str | None = None
+    scale: float | None = None
+    refusal: Refusal | None = None
+    fingerprint: str = Field(pattern=r"^[0-9a-f]{16}$")
+    source: str = Field(pattern=r"^.+:[0-9]{1,10}:[0-9]{1,19}$")
+
+
 class DeadLetter(Refusal):
     """A record triage refused, with its original bytes, where it came from, why, and who
     refused it when: the one builder of dead letters is `from_refusal`."""
@@ -240,4 +273,5 @@ CONTRACTS: dict[str, type[BaseModel]] = {
     "dead_letter": DeadLetter,
     "join_state": JoinState,
     "decided_block": DecidedBlock,
+    "feature": FeatureRecord,
 }

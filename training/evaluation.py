@@ -5,12 +5,15 @@ aggregator uses, for the headline numbers and for every abstention threshold. Wh
 evaluation CSV is the models' own training file (same sha256), only the held-out split that
 training did not see (same seed and size, read from the manifests) is scored, so the numbers
 are honest. The baseline is one multiclass LogisticRegression, fitted here on the same features
-and the same training rows, and scored on the same test rows.
+and the same training rows, and scored on the same test rows. Heads that read an encoder's
+features are scored on the embeddings the encoder serves (`training/embeddings.py`), and so is
+the baseline, beside the same TF-IDF blocks.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,15 @@ from training.metrics import (
     reliability_bins,
     top_confusions,
 )
-from training.train import SEED, TEST_SIZE, DataError, Dataset, read_dataset, split
+from training.train import (
+    SEED,
+    TEST_SIZE,
+    DataError,
+    Dataset,
+    read_dataset,
+    split,
+    with_embeddings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +85,8 @@ def evaluate(
     x_test = [test.x_test[i] for i in keep]
     y_true = np.asarray([test.y_test[i] for i in keep])
 
-    by_label = Scorer(models).score(x_test)
+    embed = _embedder(models)
+    by_label = Scorer(models).score(x_test, embed(x_test))
     scores = np.column_stack([by_label[label] for label in labels])
     rows = [dict(zip(labels, map(float, row), strict=True)) for row in scores]
     predicted = [decide(row, threshold).label for row in rows]
@@ -82,7 +94,7 @@ def evaluate(
     winners = [decide(row) for row in rows]
     confidence = np.asarray([w.probability for w in winners])
     correct = np.asarray([w.label == y for w, y in zip(winners, y_true, strict=True)])
-    baseline = _baseline(models[0], test, labels, x_test)
+    baseline = _baseline(models[0], test, labels, x_test, embed)
 
     summary: dict[str, Any] = {
         "test_rows": len(y_true),
@@ -167,7 +179,31 @@ def _ensemble_metrics(y_true, predicted, confidence, correct, labels) -> dict[st
     }
 
 
-def _baseline(model: LoadedModel, test: TestSet, labels: list[str], x_test: list[str]):
+def _embedder(models: list[LoadedModel]) -> Callable[[list[str]], np.ndarray | None]:
+    """Texts → the embeddings the models' encoder serves (None for heads that read text)."""
+    identities = {m.manifest.encoder for m in models}
+    if len(identities) > 1:
+        raise DataError(
+            "the models read different inputs ("
+            + ", ".join(sorted(i or "text" for i in identities))
+            + "); evaluate each input's heads separately (--label)"
+        )
+    identity = identities.pop()
+    if identity is None:
+        return lambda texts: None
+    from training.embeddings import embed, load_encoder
+
+    encoder = load_encoder(identity.partition("@")[0], trained_on=identity)
+    return lambda texts: embed(encoder, texts)
+
+
+def _baseline(
+    model: LoadedModel,
+    test: TestSet,
+    labels: list[str],
+    x_test: list[str],
+    embed: Callable[[list[str]], np.ndarray | None],
+):
     """Class probabilities of one multiclass model on the same features and training rows."""
     if test.x_train is None or test.y_train is None:
         return None
@@ -179,8 +215,10 @@ def _baseline(model: LoadedModel, test: TestSet, labels: list[str], x_test: list
         return None
     log.info("fitting the multiclass baseline on %d rows", len(rows))
     clf = LogisticRegression(C=BASELINE_C, max_iter=2000, random_state=SEED)
-    clf.fit(features.transform([test.x_train[i] for i in rows]), y_train)
-    proba = clf.predict_proba(features.transform(x_test))
+    weight = model.manifest.embedding_weight
+    x_train = [test.x_train[i] for i in rows]
+    clf.fit(with_embeddings(features.transform(x_train), embed(x_train), weight), y_train)
+    proba = clf.predict_proba(with_embeddings(features.transform(x_test), embed(x_test), weight))
     out = np.zeros((len(x_test), len(labels)))
     for j, label in enumerate(clf.classes_):
         out[:, labels.index(label)] = proba[:, j]

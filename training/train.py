@@ -7,6 +7,9 @@ logistic regression is fitted (class-balanced weights by default, optionally wra
 or isotonic calibration fitted out-of-fold), in parallel across cores, and validated on the
 held-out part. The split seed and size go into the manifest so `triage evaluate` can score
 exactly the rows training did not see. Training one class never touches another class's folder.
+With an encoder (`--encoder`), each head sees the TF-IDF blocks and the text's sentence
+embedding beside them (`training/embeddings.py`), and its manifest names the encoder identity
+it reads (`reads: features:<identity>`), so it is only ever served that encoder's features.
 """
 
 from __future__ import annotations
@@ -16,18 +19,26 @@ import hashlib
 import io
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import joblib
 import numpy as np
 from joblib import Parallel, delayed
+from scipy import sparse
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import FeatureUnion, Pipeline
 
-from consumers.artifacts import Manifest, TrainingData, next_version, save_model
+from consumers.artifacts import (
+    READS_FEATURES,
+    READS_TEXT,
+    Manifest,
+    TrainingData,
+    next_version,
+    save_model,
+)
 from consumers.features import FEATURIZER, featurizer
 from training.metrics import binary_metrics
 from training.progress import ProgressBar
@@ -65,13 +76,18 @@ class Options:
 
     c: float = 10.0
     class_weight: str | None = "balanced"
+    encoder: str | None = None
+    embedding_weight: float = 1.0
     calibration: str = "none"
     calibration_folds: int = 5
     seed: int = SEED
     test_size: float = TEST_SIZE
 
     def params(self) -> dict[str, object]:
-        return {"model": "LogisticRegression", "solver": "liblinear-dual", **asdict(self)}
+        params = {"model": "LogisticRegression", "solver": "liblinear-dual", **asdict(self)}
+        if self.encoder is None:  # a text head's params stay as they were
+            del params["encoder"], params["embedding_weight"]
+        return params
 
 
 def read_dataset(path: Path) -> Dataset:
@@ -99,6 +115,23 @@ def split(data: Dataset, test_size: float = TEST_SIZE, seed: int = SEED):
     )
 
 
+def split_rows(data: Dataset, test_size: float = TEST_SIZE, seed: int = SEED):
+    """The row numbers of `split`'s two parts (the same shuffle: it depends only on the
+    labels, the size and the seed)."""
+    rows = np.arange(len(data.texts))
+    train_rows, test_rows = train_test_split(
+        rows, test_size=test_size, random_state=seed, stratify=data.labels
+    )
+    return train_rows, test_rows
+
+
+def with_embeddings(tfidf, embeddings: np.ndarray | None, weight: float):
+    """The matrix a head is fitted on: the TF-IDF blocks, then the weighted embedding."""
+    if embeddings is None:
+        return tfidf
+    return sparse.hstack([tfidf, sparse.csr_matrix(weight * embeddings)], format="csr")
+
+
 def train(
     data: Dataset,
     out: Path,
@@ -124,6 +157,20 @@ def train(
         raise DataError(f"{data.path}: cannot split and featurise this data: {exc}") from None
     xt, xv = features.transform(x_train), features.transform(x_val)
     features_sha = hashlib.sha256(_pickled(_without_process_state(features))).hexdigest()
+    reads, featurizer_name = READS_TEXT, FEATURIZER
+    if options.encoder is not None:
+        from training.embeddings import embed, load_encoder
+
+        encoder = load_encoder(options.encoder)
+        served = embed(encoder, data.texts, progress)
+        train_rows, val_rows = split_rows(data, options.test_size, options.seed)
+        xt = with_embeddings(xt, served[train_rows], options.embedding_weight)
+        xv = with_embeddings(xv, served[val_rows], options.embedding_weight)
+        reads = READS_FEATURES + encoder.identity
+        featurizer_name = f"{FEATURIZER}+{encoder.identity}"
+        weighted = f"{features_sha}:{encoder.identity}:{options.embedding_weight!r}"
+        features_sha = hashlib.sha256(weighted.encode()).hexdigest()
+        options = replace(options, encoder=encoder.name)
     y_train_arr, y_val_arr = np.asarray(y_train), np.asarray(y_val)
     log.info(
         "featurised %d texts (%d features) in %.1fs",
@@ -143,7 +190,7 @@ def train(
             out,
             label,
             features,
-            features_sha,
+            (featurizer_name, features_sha, reads),
             clf,
             data,
             options,
@@ -200,7 +247,7 @@ def _save(
     out: Path,
     label: str,
     features: FeatureUnion,
-    features_sha: str,
+    featurizer: tuple[str, str, str],
     clf,
     data: Dataset,
     options: Options,
@@ -213,8 +260,9 @@ def _save(
         out,
         label=label,
         version=next_version(out, label),
-        featurizer=FEATURIZER,
-        featurizer_sha256=features_sha,
+        featurizer=featurizer[0],
+        featurizer_sha256=featurizer[1],
+        reads=featurizer[2],
         training_data=TrainingData(
             path=str(data.path), sha256=data.sha256, rows=rows, positives=positives
         ),

@@ -28,6 +28,7 @@ from triage.runtime.settings import (
     CommonSettings,
     ConfigError,
     ConnectionSettings,
+    EncoderSettings,
     GatewaySettings,
     OperatorError,
     ProducerSettings,
@@ -142,6 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=13, help="seed of the split and the models")
     p.add_argument(
         "--jobs", type=int, default=-1, help="classes fitted in parallel (-1: all cores)"
+    )
+    p.add_argument(
+        "--encoder",
+        metavar="NAME",
+        help="heads also read this sentence encoder's embedding (`default`, or see "
+        "`triage encoder --list`); they are then served by `triage encoder`'s features topic",
+    )
+    p.add_argument(
+        "--embedding-weight",
+        type=float,
+        default=1.0,
+        help="scale of the embedding block beside the TF-IDF blocks (with --encoder)",
     )
     p.set_defaults(func=cmd_train)
 
@@ -274,6 +287,21 @@ def build_parser() -> argparse.ArgumentParser:
     _kafka_flags(p)
     p.set_defaults(func=cmd_aggregate)
 
+    p = sub.add_parser(
+        "encoder",
+        help="encode every text once, for the heads trained on an encoder's features",
+        description="Reads texts, encodes each polled batch once and publishes one features "
+        "record per text (text, int8 embedding, encoder identity) to the features topic, "
+        "exactly once. Heads trained with `triage train --encoder NAME` read it. Several "
+        "encoders may run side by side, each in its own group.",
+    )
+    p.add_argument("--encoder", metavar="NAME", help="which encoder (default: `default`)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: usable CPUs)")
+    p.add_argument("--max-batch", type=int, help="texts polled and encoded at once (64)")
+    p.add_argument("--list", action="store_true", help="list the encoders installed and exit")
+    _kafka_flags(p)
+    p.set_defaults(func=cmd_encoder)
+
     p = sub.add_parser("up", help="run every classifier and the aggregator until Ctrl-C")
     p.add_argument("--models", type=Path, required=True)
     p.add_argument("--label", action="append", help="run only these classes")
@@ -377,6 +405,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         class_weight=None if args.class_weight == "none" else args.class_weight,
         calibration=args.calibration,
         seed=args.seed,
+        encoder=args.encoder,
+        embedding_weight=args.embedding_weight,
     )
     started = time.monotonic()
     manifests = train(read_dataset(args.data), args.out, args.label, options, n_jobs=args.jobs)
@@ -476,6 +506,28 @@ def cmd_shadow_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_encoder(args: argparse.Namespace) -> int:
+    from encoder.sentence import CATALOG, DEFAULT, EncoderError, SentenceEncoder, identity_of
+
+    if args.list:
+        for name, spec in CATALOG.items():
+            try:
+                state = identity_of(spec)
+            except EncoderError:
+                state = "not installed"
+            mark = " (default)" if name == DEFAULT else ""
+            print(f"{name}{mark}: {spec.summary}; {spec.licence}; {state}")
+        return 0
+    from encoder.service import EncoderStage
+    from triage.runtime.app import Application, stop_on_signals
+
+    settings = settings_from(EncoderSettings, args)
+    encoder = SentenceEncoder(settings.encoder, settings.threads)
+    stop = stop_on_signals()
+    Application(EncoderStage(settings, encoder), settings).run(stop)
+    return 0
+
+
 def cmd_aggregate(args: argparse.Namespace) -> int:
     from aggregator.service import Aggregator
     from triage.runtime.app import Application, stop_on_signals
@@ -506,7 +558,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     ensure_topics(settings)
     children = supervisor.plan(
         args.models,
-        labels,
+        supervisor.inputs_of(args.models, labels),
         args.mode == "colocated",
         args.metrics_base_port,
         supervisor.connection_env(settings),

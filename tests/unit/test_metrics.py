@@ -24,13 +24,17 @@ def test_join_events_become_counters():
 
 
 def test_up_prints_one_metrics_address_per_process():
-    children = supervisor.plan(Path("m"), ["a", "b"], colocated=False, metrics_base=9400)
+    children = supervisor.plan(
+        Path("m"), {"a": "text", "b": "text"}, colocated=False, metrics_base=9400
+    )
     assert supervisor.metrics_urls(children, "127.0.0.1") == [
         "classifier a metrics: http://127.0.0.1:9401/metrics",
         "classifier b metrics: http://127.0.0.1:9402/metrics",
         "aggregator metrics: http://127.0.0.1:9400/metrics",
     ]
-    assert supervisor.metrics_urls(supervisor.plan(Path("m"), ["a"], False, None), "h") == []
+    assert (
+        supervisor.metrics_urls(supervisor.plan(Path("m"), {"a": "text"}, False, None), "h") == []
+    )
 
 
 def test_shadow_scores_count_decisions_and_changed_winners():

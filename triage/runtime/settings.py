@@ -96,6 +96,7 @@ class CommonSettings(BaseSettings):
     topic_registry: str = "triage-registry"
     topic_dead_letters: str = "triage-dead-letters"
     topic_aggregator_state: str = "triage-aggregator-state"
+    topic_features: str = "features"
     topic_partitions: int = Field(default=6, ge=1)
     topic_replication_factor: int | None = Field(default=None, ge=1)
 
@@ -155,6 +156,10 @@ class CommonSettings(BaseSettings):
     def aggregator_state(self) -> str:
         return self.topic(self.topic_aggregator_state)
 
+    @property
+    def features(self) -> str:
+        return self.topic(self.topic_features)
+
     def group(self, name: str) -> str:
         return self.topic_prefix + name
 
@@ -176,6 +181,24 @@ class ClassifierSettings(CommonSettings):
         default=None,
         description="HMAC key: when set, only models whose manifest it signed are loaded",
     )
+
+    @property
+    def limits(self) -> TextLimits:
+        return TextLimits(self.max_record_bytes, self.max_text_chars)
+
+
+class EncoderSettings(CommonSettings):
+    """`triage encoder`: texts in, one embedding a text out on the features topic."""
+
+    encoder: str = Field(default="default", description="which encoder (`triage encoder --list`)")
+    threads: int | None = Field(
+        default=None, ge=1, description="ONNX Runtime threads (default: the CPUs we may use)"
+    )
+    # A poll is one transaction; at ~250 texts/s a core, 64 texts keep it well under a second.
+    max_batch: int = Field(default=64, ge=1, description="texts polled and encoded at once")
+    poll_timeout_ms: int = Field(default=100, ge=1)
+    max_record_bytes: int = Field(default=DEFAULT_MAX_RECORD_BYTES, ge=1)
+    max_text_chars: int = Field(default=DEFAULT_MAX_TEXT_CHARS, ge=1)
 
     @property
     def limits(self) -> TextLimits:

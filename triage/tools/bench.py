@@ -253,7 +253,9 @@ def run_once(
         # Measure complete joins: a classifier running behind must not be decided without.
         "TRIAGE_JOIN_TIMEOUT_S": os.environ.get("TRIAGE_JOIN_TIMEOUT_S", "600"),
     } | supervisor.connection_env(settings)
-    children = supervisor.plan(models_dir, labels, colocated, None, env)
+    children = supervisor.plan(
+        models_dir, supervisor.inputs_of(models_dir, labels), colocated, None, env
+    )
     gateway = None
     if via == "http":
         gateway = _gateway_child(env)

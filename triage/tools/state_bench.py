@@ -96,7 +96,9 @@ def state_bench(
     settings = base.model_copy(update={"topic_prefix": f"state-{uuid.uuid4().hex[:8]}-"})
     ensure_topics(settings)
     env = {"TRIAGE_JOIN_TIMEOUT_S": "600"} | supervisor.connection_env(settings)
-    children = supervisor.plan(models_dir, labels, True, None, env)
+    children = supervisor.plan(
+        models_dir, supervisor.inputs_of(models_dir, labels), True, None, env
+    )
     aggregator = children[-1]
     for child in children:
         child.start()

@@ -1,4 +1,4 @@
-"""`triage up`: every classifier and the aggregator as separate local processes.
+"""`triage up`: every classifier, the encoders they read and the aggregator, as processes.
 
 Children are the same `triage` commands an operator would run by hand. A child that exits
 unexpectedly is restarted after a short pause; SIGTERM or Ctrl-C stops all of them with SIGTERM
@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from consumers.artifacts import READS_FEATURES, READS_TEXT, read_manifest
 from triage.runtime.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -44,25 +45,41 @@ def triage_argv(*args: str) -> list[str]:
 
 def plan(
     models: Path,
-    labels: list[str],
+    reads: dict[str, str],
     colocated: bool,
     metrics_base: int | None,
     env: dict[str, str] | None = None,
 ) -> list[Child]:
-    """The processes `up` runs: one per classifier (or one for all), and the aggregator, each
-    with `env` on top of this process's environment."""
+    """The processes `up` runs for the classes of `reads` (label → what its model reads): one
+    per classifier (or one per input, co-located), one `triage encoder` per encoder some head
+    reads, and the aggregator, each with `env` on top of this process's environment."""
     env = env or {}
-    groups = [labels] if colocated else [[label] for label in labels]
+    by_input: dict[str, list[str]] = {}
+    for label, source in sorted(reads.items()):
+        by_input.setdefault(source, []).append(label)
+    groups = list(by_input.values()) if colocated else [[label] for label in sorted(reads)]
     children = []
     for i, group in enumerate(groups):
         argv = triage_argv("classifier", "--models", str(models))
         for label in group:
             argv += ["--label", label]
-        name = "classifier " + ("(colocated)" if colocated else group[0])
+        name = "classifier " + (f"(colocated, {reads[group[0]]})" if colocated else group[0])
         children.append(Child(name, argv, env | _metrics_env(metrics_base, i + 1)))
+    encoders = sorted(
+        {s.removeprefix(READS_FEATURES).partition("@")[0] for s in by_input} - {READS_TEXT}
+    )
+    for j, encoder in enumerate(encoders):
+        argv = triage_argv("encoder", "--encoder", encoder)
+        port = _metrics_env(metrics_base, len(groups) + 1 + j)
+        children.append(Child(f"encoder {encoder}", argv, env | port))
     aggregator = triage_argv("aggregate")
     children.append(Child("aggregator", aggregator, env | _metrics_env(metrics_base, 0)))
     return children
+
+
+def inputs_of(models: Path, labels: list[str]) -> dict[str, str]:
+    """Label → what its model reads (from the manifests alone, no model loaded)."""
+    return {label: read_manifest(models / label).reads for label in labels}
 
 
 def connection_env(settings: CommonSettings) -> dict[str, str]:

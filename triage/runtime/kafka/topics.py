@@ -63,7 +63,13 @@ def ensure_topics(settings: CommonSettings) -> None:
     compacted = {"cleanup.policy": "compact"}
     wanted: dict[str, dict[str, Any]] = {
         name: {"num_partitions": parts, "replication_factor": rf}
-        for name in (settings.texts, settings.scores, settings.labels, settings.dead_letters)
+        for name in (
+            settings.texts,
+            settings.features,
+            settings.scores,
+            settings.labels,
+            settings.dead_letters,
+        )
     }
     wanted[settings.registry] = {
         "num_partitions": 1,

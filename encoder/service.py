@@ -1,0 +1,116 @@
+"""`triage encoder`: read texts, encode each polled batch once, publish features, exactly once.
+
+Every head that reads an encoder's features consumes its `features` records instead of the
+texts, so a text is encoded once however many classes read it. One record per text, keyed by the
+message id, carrying the text, its int8 embedding and the encoder's identity (`FeatureRecord`);
+a text the stage cannot read is passed on as a record with a `refusal`, which every head turns
+into a refusal score, so it still ends as exactly one dead letter. Several encoders may run side
+by side (each in its own group, `triage-encoder-<name>`) on the one topic: a head reads only
+the records of the identity it was trained on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from encoder import metrics
+from encoder.sentence import SentenceEncoder
+from schemas import embedding
+from schemas.codec import Rejected, decode_text, encode, fingerprint
+from schemas.models import FeatureRecord, Refusal
+from triage.runtime.app import Service, Session
+from triage.runtime.records import Batch, Output, Record
+from triage.runtime.settings import EncoderSettings
+
+log = logging.getLogger(__name__)
+
+
+class EncoderStage(Service):
+    producer_overrides = {"linger_ms": 2}
+
+    def __init__(self, settings: EncoderSettings, encoder: SentenceEncoder) -> None:
+        self.settings = settings
+        self.encoder = encoder
+        self.group_id = settings.group(f"triage-encoder-{encoder.name}")
+        self.name = f"encoder {encoder.name}"
+        self.inputs = (settings.texts,)
+        self.outputs = (settings.features,)
+        self.max_batch = settings.max_batch
+        self.poll_timeout_ms = settings.poll_timeout_ms
+        self._encoded = 0
+        metrics.ENCODER_INFO.labels(encoder.name, encoder.identity).set(1)
+
+    def open(self, session: Session) -> None:
+        log.info(
+            "encoder %s (%d dimensions, %d threads) → %s",
+            self.encoder.identity,
+            self.encoder.dim,
+            self.encoder.threads,
+            self.settings.features,
+        )
+
+    def process(self, batch: Batch, now_ms: int) -> list[Output]:
+        """Every record of the poll → one features record, all texts encoded in one call."""
+        limits = self.settings.limits
+        decoded = [
+            (record, decode_text(record.key, record.value, limits))
+            for records in batch.values()
+            for record in records
+        ]
+        good = [(r, d) for r, d in decoded if not isinstance(d, Rejected)]
+        started = time.perf_counter()
+        vectors = self.encoder.encode([d.text for _, d in good])
+        if decoded:
+            metrics.BATCH_SECONDS.labels(self.encoder.name).observe(time.perf_counter() - started)
+        rows, scales = embedding.quantize(vectors)
+        outputs = [
+            self._features(record, text.id, text.text, embedding.pack(row), float(scale))
+            for (record, text), row, scale in zip(good, rows, scales, strict=True)
+        ]
+        outputs += [
+            self._refusal(record, rejected)
+            for record, rejected in decoded
+            if isinstance(rejected, Rejected)
+        ]
+        self._encoded = len(good)
+        return outputs
+
+    def committed(self) -> None:
+        if self._encoded:
+            metrics.ENCODED.labels(self.encoder.name).inc(self._encoded)
+            self._encoded = 0
+
+    def _features(self, record: Record, message_id: str, text: str, row: str, scale: float):
+        # Our own freshly computed values: constructed without re-validation (hot path).
+        features = FeatureRecord.model_construct(
+            schema_version=1,
+            id=message_id,
+            text_timestamp_ms=record.timestamp,
+            encoder=self.encoder.identity,
+            text=text,
+            embedding=row,
+            scale=scale,
+            refusal=None,
+            fingerprint=fingerprint(text.encode()),
+            source=_source(record),
+        )
+        return Output(self.settings.features, message_id.encode(), encode(features))
+
+    def _refusal(self, record: Record, rejected: Rejected) -> Output:
+        # The id every classifier would give it (see consumers/service.py), so a text refused
+        # here ends as the same one dead letter as a text a text-reading head refused.
+        message_id = rejected.id or _source(record)
+        features = FeatureRecord(
+            id=message_id,
+            text_timestamp_ms=record.timestamp,
+            encoder=self.encoder.identity,
+            refusal=Refusal.of_record(record, rejected.reason, rejected.detail),
+            fingerprint=fingerprint(record.value or b""),
+            source=_source(record),
+        )
+        return Output(self.settings.features, message_id.encode(), encode(features))
+
+
+def _source(record: Record) -> str:
+    return f"{record.topic}:{record.partition}:{record.offset}"
