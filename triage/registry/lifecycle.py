@@ -46,6 +46,7 @@ class Row:
     since_ms: int | None
     heartbeat_ms: int | None
     stale: bool
+    reads: str | None = None  # `text`, or `features:<encoder identity>`
 
 
 def classifier_rows(view: RegistryView, now_ms: int, heartbeat_s: float) -> list[Row]:
@@ -93,6 +94,7 @@ def _row(
         since_ms=a.since_ms if a else None,
         heartbeat_ms=a.heartbeat_ms if a else None,
         stale=stale(a, now_ms, heartbeat_s) if a else role in ("voting", "scheduled"),
+        reads=a.reads if a else None,
     )
 
 
@@ -102,7 +104,10 @@ def row_json(row: Row, now_ms: int) -> dict:
 
 
 def format_rows(rows: list[Row], now_ms: int) -> list[str]:
-    lines = [f"{'class':28} {'version':>7}  {'role':34} {'instance':16} {'since':20}  heartbeat"]
+    lines = [
+        f"{'class':28} {'version':>7}  {'role':34} {'reads':24} {'instance':16} {'since':20}  "
+        "heartbeat"
+    ]
     for r in rows:
         role = {
             "voting": f"voting since {when(r.voting_from_ms)}",
@@ -112,10 +117,16 @@ def format_rows(rows: list[Row], now_ms: int) -> list[str]:
             role = f"voting until {when(r.voting_until_ms)}"
         beat = "never" if r.heartbeat_ms is None else f"{(now_ms - r.heartbeat_ms) / 1000:.0f}s ago"
         lines.append(
-            f"{r.label[:28]:28} {r.version:>7}  {role:34} {(r.instance or '-')[:16]:16} "
+            f"{r.label[:28]:28} {r.version:>7}  {role:34} {_input(r.reads):24} "
+            f"{(r.instance or '-')[:16]:16} "
             f"{when(r.since_ms):20}  {beat}{'  STALE' if r.stale else ''}"
         )
     return lines
+
+
+def _input(reads: str | None) -> str:
+    """`text`, or the encoder identity a head reads (short enough for a column)."""
+    return (reads or "-").removeprefix("features:")[:24]
 
 
 def promote(settings: ClassifierSettings, label: str, version: str, force: bool = False) -> str:
