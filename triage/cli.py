@@ -334,6 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=3, help="runs; medians are reported")
     p.add_argument("--models", type=Path, help="reuse trained models instead of training")
     p.add_argument(
+        "--encoder",
+        metavar="NAME",
+        help="train heads on this encoder's features (ignored with --models: theirs counts); "
+        "the pipeline then includes `triage encoder`",
+    )
+    p.add_argument("--threads", type=int, help="the encoder's threads (default: usable CPUs)")
+    p.add_argument(
         "--warmup",
         type=int,
         help="texts published (at --rate) and awaited before each measured run; "
@@ -618,6 +625,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             warmup=args.warmup,
             via=args.via,
             broker_pids=_local_broker_pids(settings),
+            encoder_name=args.encoder,
+            threads=args.threads,
         )
     except TimeoutError as exc:  # the pipeline did not start or keep up; the logs say which
         print(f"triage bench: error: {exc}", file=sys.stderr)

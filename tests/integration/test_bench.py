@@ -66,3 +66,20 @@ def run_bench(env: dict[str, str], *args: str) -> dict:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
+
+
+def test_bench_with_an_encoder_reports_its_limit_and_half_rate_latency(env, tmp_path):
+    args = ["--data", str(DEMO_TRAIN), "--classes", "3", "--messages", "60", "--repeat", "1"]
+    args += ["--warmup", "20", "--encoder", "default", "--threads", "1", "--json"]
+    report = run_bench(env | {"TRIAGE_CACHE_DIR": str(tmp_path)}, *args)
+    assert report["encoder"].startswith("minilm-l6-int8@") and report["encoder_threads"] == 1
+    assert report["encoder_inprocess_throughput"] > 0
+    assert report["encoder_ratio"] == round(
+        report["throughput"] / report["encoder_inprocess_throughput"], 3
+    )
+    assert report["half_rate"] == round(report["encoder_inprocess_throughput"] / 2, 1)
+    for run in report["runs"] + report["half_rate_runs"]:
+        assert (run["results"], run["missing"], run["duplicates"]) == (60, 0, 0)
+        assert run["agreement"] == 1.0 and run["complete"] == 1.0
+    assert report["cpu_s_per_1000_by_role"]["encoder"] > 0
+    assert report["accuracy"] == report["default_path_accuracy"]

@@ -10,7 +10,10 @@ the same models (the limit). It also checks correctness: every text exactly one 
 equal to the offline decision of the same models, and reports the accuracy of those labels next
 to that of scikit-learn's default `predict_proba` path. Each run first publishes warm-up texts
 at the same rate and waits for their results, so what is measured is the running pipeline, not
-consumer groups joining. Several repetitions on fresh topics; medians are reported.
+consumer groups joining. Several repetitions on fresh topics; medians are reported. With heads
+trained on an encoder's features (`--encoder`), the pipeline includes `triage encoder`, whose
+own in-process rate with the same threads and batches is the limit reported, and a second
+series of runs at half that rate gives the latency of a pipeline not at its limit.
 """
 
 from __future__ import annotations
@@ -30,18 +33,30 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from aggregator.decision import decide
 from consumers.artifacts import LoadedModel, load_models
 from consumers.scoring import Scorer
+from encoder.sentence import SentenceEncoder
 from producer.publisher import Publisher
 from schemas.codec import Rejected, decode_label
 from schemas.models import TextRecord
-from training.train import DataError, Dataset, read_dataset, split, train
+from training.embeddings import embed, load_encoder
+from training.train import (
+    DataError,
+    Dataset,
+    Options,
+    read_dataset,
+    split,
+    train,
+    with_embeddings,
+)
 from triage.registry.store import wait_for_classifiers
 from triage.runtime.kafka.reader import TopicReader
 from triage.runtime.kafka.topics import ensure_topics
 from triage.runtime.liveness import settle_heap
-from triage.runtime.settings import CommonSettings, ProducerSettings
+from triage.runtime.settings import CommonSettings, EncoderSettings, ProducerSettings
 from triage.tools import supervisor
 from triage.tools.http_load import HttpLoad
 
@@ -82,14 +97,16 @@ def select_classes(data: Dataset, k: int | None) -> Dataset:
     )
 
 
-def prepare_models(data: Dataset, models_dir: Path | None) -> tuple[Path, list[str], list[str]]:
+def prepare_models(
+    data: Dataset, models_dir: Path | None, encoder: str | None = None
+) -> tuple[Path, list[str], list[str]]:
     """A models folder trained on the training part of the split, and the held-out texts and
     their classes."""
     _, held_out, _, held_out_labels = split(data)
     if models_dir is None:
         models_dir = Path(tempfile.mkdtemp(prefix="triage-bench-models-"))
         started = time.monotonic()
-        train(data, models_dir)
+        train(data, models_dir, options=Options(encoder=encoder))
         log.info(
             "trained %d classifiers in %.1fs", len(set(data.labels)), time.monotonic() - started
         )
@@ -97,31 +114,53 @@ def prepare_models(data: Dataset, models_dir: Path | None) -> tuple[Path, list[s
 
 
 def inprocess_rate(
-    models: list[LoadedModel], texts: list[str], colocated: bool, batch: int = 500
+    models: list[LoadedModel],
+    texts: list[str],
+    colocated: bool,
+    batch: int = 500,
+    embeddings: np.ndarray | None = None,
 ) -> float:
     """Texts/s one core scores in batches: the limit the pipeline is compared with."""
     units = [models] if colocated else [[m] for m in models]
     scorers = [Scorer(unit) for unit in units]
     for scorer in scorers:
-        scorer.score(texts[:batch])  # warm-up
+        scorer.score(texts[:batch], _rows(embeddings, 0, batch))  # warm-up
     started = time.process_time()
     for start in range(0, len(texts), batch):
         for scorer in scorers:
-            scorer.score(texts[start : start + batch])
+            scorer.score(texts[start : start + batch], _rows(embeddings, start, start + batch))
     return len(texts) / (time.process_time() - started)
 
 
-def _score_unit(unit: list[LoadedModel], texts: list[str], batch: int, start, results) -> None:
+def encoder_rate(encoder: SentenceEncoder, texts: list[str], batch: int) -> float:
+    """Texts/s the encoder alone reaches in this process, polls of `batch` texts, wall clock
+    (its threads are the point): the limit of a pipeline that encodes."""
+    encoder.encode(texts[:batch])  # warm-up
+    started = time.perf_counter()
+    for start in range(0, len(texts), batch):
+        encoder.encode(texts[start : start + batch])
+    return len(texts) / (time.perf_counter() - started)
+
+
+def _rows(embeddings: np.ndarray | None, start: int, stop: int) -> np.ndarray | None:
+    return None if embeddings is None else embeddings[start:stop]
+
+
+def _score_unit(unit, texts, embeddings, batch: int, start, results) -> None:
     scorer = Scorer(unit)
-    scorer.score(texts[:batch])  # warm-up
+    scorer.score(texts[:batch], _rows(embeddings, 0, batch))  # warm-up
     start.wait()
     for i in range(0, len(texts), batch):
-        scorer.score(texts[i : i + batch])
+        scorer.score(texts[i : i + batch], _rows(embeddings, i, i + batch))
     results.put(time.perf_counter())
 
 
 def deployment_rate(
-    models: list[LoadedModel], texts: list[str], colocated: bool, batch: int = 500
+    models: list[LoadedModel],
+    texts: list[str],
+    colocated: bool,
+    batch: int = 500,
+    embeddings: np.ndarray | None = None,
 ) -> float:
     """Texts/s of the deployment's classifier processes scoring at once on this machine, with
     no Kafka at all: one process per classifier (or the one co-located process), each scoring
@@ -131,7 +170,8 @@ def deployment_rate(
     ctx = multiprocessing.get_context("fork")  # the children inherit the loaded models
     start, results = ctx.Barrier(len(units) + 1), ctx.Queue()
     workers = [
-        ctx.Process(target=_score_unit, args=(unit, texts, batch, start, results)) for unit in units
+        ctx.Process(target=_score_unit, args=(unit, texts, embeddings, batch, start, results))
+        for unit in units
     ]
     for worker in workers:
         worker.start()
@@ -241,6 +281,7 @@ def run_once(
     warmup: int = 0,
     via: str = "kafka",
     broker_pids: Sequence[int] = (),
+    threads: int | None = None,
 ) -> RunResult:
     """One run on fresh topics. The first `warmup` texts (at the same rate) are published and
     their results awaited before anything is measured: until then the consumer groups are still
@@ -253,6 +294,8 @@ def run_once(
         # Measure complete joins: a classifier running behind must not be decided without.
         "TRIAGE_JOIN_TIMEOUT_S": os.environ.get("TRIAGE_JOIN_TIMEOUT_S", "600"),
     } | supervisor.connection_env(settings)
+    if threads is not None:  # the encoder's (no other service has threads to set)
+        env["TRIAGE_THREADS"] = str(threads)
     children = supervisor.plan(
         models_dir, supervisor.inputs_of(models_dir, labels), colocated, None, env
     )
@@ -318,7 +361,12 @@ def run_once(
 
 
 def _roles(children: list[supervisor.Child], broker_pids: Sequence[int]) -> dict[str, list[int]]:
-    roles: dict[str, list[int]] = {"classifiers": [], "aggregator": [], "gateway": []}
+    roles: dict[str, list[int]] = {
+        "encoder": [],
+        "classifiers": [],
+        "aggregator": [],
+        "gateway": [],
+    }
     for child in children:
         if child.process:
             role = child.name.split()[0]
@@ -413,40 +461,58 @@ def bench(
     warmup: int | None = None,
     via: str = "kafka",
     broker_pids: Sequence[int] = (),
+    encoder_name: str | None = None,
+    threads: int | None = None,
 ) -> dict:
     data = select_classes(read_dataset(data_path), classes)
-    models_dir, held_out, held_out_labels = prepare_models(data, models_dir)
+    models_dir, held_out, held_out_labels = prepare_models(data, models_dir, encoder_name)
     models = load_models(models_dir, sorted(set(data.labels)))
     labels = [m.label for m in models]
     texts = [held_out[i % len(held_out)] for i in range(messages)]
     truth = [held_out_labels[i % len(held_out)] for i in range(messages)]
     colocated = mode == "colocated"
-    offline = Scorer(models).score(texts)
+    encoder = _encoder_of(models, threads)
+    served = None if encoder is None else embed(encoder, texts)
+    offline = Scorer(models).score(texts, served)
     fast = winners(offline)
     expected = {f"b{i:07d}": label for i, label in enumerate(fast)}
     if warmup is None:  # three seconds of traffic, or 500 texts at full speed
         warmup = int(3 * rate) if rate else 500
     sample = held_out * max(1, 2000 // len(held_out))
-    limit = inprocess_rate(models, sample, colocated)
-    shape = deployment_rate(models, sample, colocated)
+    sample_served = None if encoder is None else embed(encoder, sample)
+    limit = inprocess_rate(models, sample, colocated, embeddings=sample_served)
+    shape = deployment_rate(models, sample, colocated, embeddings=sample_served)
+    encoding = None
+    if encoder is not None:
+        encoding = encoder_rate(encoder, sample[:2000], EncoderSettings().max_batch)
+        log.info("encoder %s: %.0f texts/s in process", encoder.identity, encoding)
     settle_heap()  # no full collection pausing the result collector's clock mid-run
-    runs = []
-    for i in range(repeat):
-        result = run_once(
-            settings,
-            models_dir,
-            labels,
-            texts,
-            expected,
-            colocated,
-            rate,
-            timeout_s,
-            warmup,
-            via,
-            broker_pids,
-        )
-        log.info("run %d/%d: %s", i + 1, repeat, result)
-        runs.append(result)
+
+    def series(at_rate: float | None) -> list[RunResult]:
+        runs = []
+        for i in range(repeat):
+            result = run_once(
+                settings,
+                models_dir,
+                labels,
+                texts,
+                expected,
+                colocated,
+                at_rate,
+                timeout_s,
+                warmup if at_rate == rate else int(3 * (at_rate or 0)) or warmup,
+                via,
+                broker_pids,
+                threads if encoder is not None else None,
+            )
+            log.info("run %d/%d (rate %s): %s", i + 1, repeat, at_rate or "max", result)
+            runs.append(result)
+        return runs
+
+    runs = series(rate)
+    half = []
+    if encoding is not None and rate is None:
+        half = series(round(encoding / 2, 1))
     throughput = statistics.median(r.throughput for r in runs)
     gateway = {}
     if via == "http":
@@ -454,55 +520,92 @@ def bench(
             f"request_{k}": statistics.median(getattr(r, f"request_{k}") for r in runs)
             for k in ("p50_ms", "p95_ms", "p99_ms")
         } | {"request_failures": sum(r.request_failures for r in runs)}
-    return gateway | {
-        "via": via,
-        "mode": mode,
-        "classes": len(labels),
-        "messages": messages,
-        "rate": rate,
-        "repeat": repeat,
-        "throughput": throughput,
-        "p50_ms": statistics.median(r.p50_ms for r in runs),
-        "p95_ms": statistics.median(r.p95_ms for r in runs),
-        "p99_ms": statistics.median(r.p99_ms for r in runs),
-        "cpu_s_per_1000": statistics.median(r.cpu_s_per_1000 for r in runs),
-        "cpu_s_per_1000_by_role": {
-            role: statistics.median(r.cpu_s_per_1000_by_role[role] for r in runs)
-            for role in runs[0].cpu_s_per_1000_by_role
-        },
-        "inprocess_throughput": round(limit, 1),
-        "warmup": warmup,
-        # The pipeline's labels equal `fast` (`agreement`); the default path is scikit-learn's
-        # own predict_proba of every model, as training evaluated them.
-        "accuracy": _accuracy(fast, truth),
-        "default_path_accuracy": _accuracy(default_path_labels(models, texts), truth),
-        "join_us_per_record_by_pending": {
-            str(n): round(statistics.median(join_cost_us(len(labels), n) for _ in range(3)), 1)
-            for n in (0, 10_000, 100_000)
-        },
-        "ratio": round(throughput / limit, 3),
-        # against the limit times every core (the broker shares them), and against the same
-        # processes scoring with no Kafka in between
-        "cores_ratio": round(throughput / (limit * (os.cpu_count() or 1)), 3),
-        "no_kafka_throughput": round(shape, 1),
-        "no_kafka_ratio": round(throughput / shape, 3),
-        "cores": os.cpu_count(),
-        "duplicates": sum(r.duplicates for r in runs),
-        "missing": sum(r.missing for r in runs),
-        "agreement": min(r.agreement for r in runs),
-        "complete": min(r.complete for r in runs),
-        "runs": [asdict(r) for r in runs],
-    }
-
-
-def default_path_labels(models: list[LoadedModel], texts: list[str]) -> list[str | None]:
-    """Winners through each model's scikit-learn pipeline, without the fast scorer."""
-    return winners(
-        {
-            m.label: m.pipeline.predict_proba(texts)[:, list(m.pipeline.classes_).index(1)]
-            for m in models
+    encoded: dict[str, Any] = {}
+    if encoder is not None and encoding is not None:
+        encoded = {
+            "encoder": encoder.identity,
+            "encoder_threads": encoder.threads,
+            "encoder_inprocess_throughput": round(encoding, 1),
+            "encoder_ratio": round(throughput / encoding, 3),
+        }
+        if half:
+            encoded |= {
+                "half_rate": round(encoding / 2, 1),
+                "half_rate_throughput": statistics.median(r.throughput for r in half),
+                "half_rate_p50_ms": statistics.median(r.p50_ms for r in half),
+                "half_rate_p99_ms": statistics.median(r.p99_ms for r in half),
+            }
+    everything = runs + half
+    return (
+        gateway
+        | encoded
+        | {
+            "via": via,
+            "mode": mode,
+            "classes": len(labels),
+            "messages": messages,
+            "rate": rate,
+            "repeat": repeat,
+            "throughput": throughput,
+            "p50_ms": statistics.median(r.p50_ms for r in runs),
+            "p95_ms": statistics.median(r.p95_ms for r in runs),
+            "p99_ms": statistics.median(r.p99_ms for r in runs),
+            "cpu_s_per_1000": statistics.median(r.cpu_s_per_1000 for r in runs),
+            "cpu_s_per_1000_by_role": {
+                role: statistics.median(r.cpu_s_per_1000_by_role[role] for r in runs)
+                for role in runs[0].cpu_s_per_1000_by_role
+            },
+            "inprocess_throughput": round(limit, 1),
+            "warmup": warmup,
+            # The pipeline's labels equal `fast` (`agreement`); the default path is
+            # scikit-learn's own predict_proba of every model, as training evaluated them.
+            "accuracy": _accuracy(fast, truth),
+            "default_path_accuracy": _accuracy(default_path_labels(models, texts, served), truth),
+            "join_us_per_record_by_pending": {
+                str(n): round(statistics.median(join_cost_us(len(labels), n) for _ in range(3)), 1)
+                for n in (0, 10_000, 100_000)
+            },
+            "ratio": round(throughput / limit, 3),
+            # against the limit times every core (the broker shares them), and against the
+            # same processes scoring with no Kafka in between
+            "cores_ratio": round(throughput / (limit * (os.cpu_count() or 1)), 3),
+            "no_kafka_throughput": round(shape, 1),
+            "no_kafka_ratio": round(throughput / shape, 3),
+            "cores": os.cpu_count(),
+            "duplicates": sum(r.duplicates for r in everything),
+            "missing": sum(r.missing for r in everything),
+            "agreement": min(r.agreement for r in everything),
+            "complete": min(r.complete for r in everything),
+            "runs": [asdict(r) for r in runs],
+            "half_rate_runs": [asdict(r) for r in half],
         }
     )
+
+
+def _encoder_of(models: list[LoadedModel], threads: int | None) -> SentenceEncoder | None:
+    identities = {m.manifest.encoder for m in models}
+    if len(identities) > 1:
+        raise DataError("bench runs heads of one input; these models read several")
+    identity = identities.pop()
+    if identity is None:
+        return None
+    encoder = load_encoder(identity.partition("@")[0], trained_on=identity)
+    if threads is not None:
+        encoder = SentenceEncoder(encoder.name, threads)
+    return encoder
+
+
+def default_path_labels(
+    models: list[LoadedModel], texts: list[str], embeddings: np.ndarray | None = None
+) -> list[str | None]:
+    """Winners through each model's scikit-learn steps, without the fast scorer."""
+    columns = {}
+    for m in models:
+        x = m.pipeline.named_steps["features"].transform(texts)
+        x = with_embeddings(x, embeddings, m.manifest.embedding_weight)
+        clf = m.pipeline.named_steps["clf"]
+        columns[m.label] = clf.predict_proba(x)[:, list(clf.classes_).index(1)]
+    return winners(columns)
 
 
 def winners(columns: dict[str, Any]) -> list[str | None]:
@@ -540,6 +643,20 @@ def format_summary(report: dict) -> str:
         f"{report['default_path_accuracy']:.2%} through scikit-learn's default path",
         f"  warm-up           {report['warmup']} texts before each measured run",
     ]
+    if report.get("encoder"):
+        lines.insert(
+            5,
+            f"  encoder           {report['encoder']}: {report['encoder_inprocess_throughput']:.0f}"
+            f" texts/s in process on {report['encoder_threads']} thread(s), the limit; end to "
+            f"end {report['encoder_ratio']:.2f} of it",
+        )
+        if "half_rate" in report:
+            lines.insert(
+                6,
+                f"  at half of it     {report['half_rate']:.0f} texts/s offered: "
+                f"{report['half_rate_throughput']:.0f} texts/s, "
+                f"p50 {report['half_rate_p50_ms']:.0f} ms, p99 {report['half_rate_p99_ms']:.0f} ms",
+            )
     if report.get("via") == "http":
         lines.insert(
             3,
