@@ -17,6 +17,7 @@ from prometheus_client import REGISTRY
 
 import aggregator.metrics  # noqa: F401  (registers the services' metrics)
 import consumers.metrics  # noqa: F401
+import encoder.metrics  # noqa: F401
 import triage.runtime.metrics  # noqa: F401
 from triage.tools.lag_exporter import LagCollector
 
