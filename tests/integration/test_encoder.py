@@ -11,6 +11,7 @@ features of its own encoder, and from the switch on that class votes with the ne
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import shutil
@@ -20,6 +21,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from conftest import DEMO_TRAIN, Processes, Streamer, stream, wait_for_registry, wait_until
@@ -28,8 +30,9 @@ from aggregator.decision import decide
 from consumers.artifacts import available_labels, load_models
 from consumers.scoring import Scorer
 from producer.publisher import Publisher
+from schemas.models import TextRecord
 from training.embeddings import embed, load_encoder
-from training.train import Options, read_dataset, train
+from training.train import Options, read_dataset, split, train
 from triage.registry.store import read_registry
 from triage.registry.view import latest
 from triage.runtime.settings import ClassifierSettings, CommonSettings
@@ -40,11 +43,26 @@ pytestmark = [pytest.mark.integration]
 ENV = {"TRIAGE_HEARTBEAT_S": "1", "TRIAGE_SWITCH_DELAY_S": "3"}
 
 
+# The kill -9 test at full size, for a measurement: TRIAGE_TEST_ENCODER_MODELS=DIR (heads trained
+# with --encoder on CSV) and TRIAGE_TEST_ENCODER_TEXTS=CSV stream that CSV's held-out texts
+# through those heads instead of the demo's.
+BIG_MODELS = os.environ.get("TRIAGE_TEST_ENCODER_MODELS")
+BIG_TEXTS = os.environ.get("TRIAGE_TEST_ENCODER_TEXTS")
+
+
 @pytest.fixture(scope="session")
 def encoder_models(tmp_path_factory):
     out = tmp_path_factory.mktemp("encoder-models")
     train(read_dataset(DEMO_TRAIN), out, options=Options(encoder="default"), n_jobs=1)
     return out
+
+
+def texts_to_stream(n: int):
+    if not BIG_TEXTS:
+        return stream(n)
+    _, held_out, _, _ = split(read_dataset(Path(BIG_TEXTS)))
+    run = uuid.uuid4().hex[:6]
+    return [TextRecord(id=f"{run}-{i:05d}", text=held_out[i % len(held_out)]) for i in range(n)]
 
 
 def offline_labels(records, *model_dirs_and_labels) -> dict[str, str | None]:
@@ -78,10 +96,12 @@ def exactly_one_result_each(ids: set[str], timeout_s: float = 300) -> dict:
 @pytest.mark.fault
 @pytest.mark.timeout(600)
 def test_encoder_killed_minus_nine_mid_stream(procs: Processes, encoder_models):
-    labels = available_labels(encoder_models)
-    for name, part in (("unit-a", labels[:5]), ("unit-b", labels[5:])):
+    models = Path(BIG_MODELS) if BIG_MODELS else encoder_models
+    labels = available_labels(models)
+    half = len(labels) // 2
+    for name, part in (("unit-a", labels[:half]), ("unit-b", labels[half:])):
         args = [a for label in part for a in ("--label", label)]
-        procs.start(name, "classifier", "--models", str(encoder_models), *args)
+        procs.start(name, "classifier", "--models", str(models), *args)
     procs.start("aggregator", "aggregate", "--join-timeout-s", "180")
     procs.start("encoder", "encoder", "--instance-id", "enc", "--threads", "1")
     wait_for_registry(set(labels), timeout_s=120)
@@ -89,7 +109,7 @@ def test_encoder_killed_minus_nine_mid_stream(procs: Processes, encoder_models):
     run = uuid.uuid4().hex[:6]
     with Publisher() as publisher:
         publisher.send_raw(f"bad-{run}".encode(), b'{"id": "x", "text": ')  # malformed JSON
-    records = stream(1500)
+    records = texts_to_stream(1500)
     streamer = Streamer(records, rate=75)
     streamer.start()
     rng = random.Random(11)
@@ -103,7 +123,7 @@ def test_encoder_killed_minus_nine_mid_stream(procs: Processes, encoder_models):
     assert streamer.error is None, streamer.error
 
     results = exactly_one_result_each({r.id for r in records})
-    expected = offline_labels(records, (encoder_models, labels))
+    expected = offline_labels(records, (models, labels))
     wrong = [(i, r.label, expected[i]) for i, r in results.items() if r.label != expected[i]]
     assert wrong == [], f"{len(wrong)} labels differ from offline: {wrong[:5]}"
     assert all(r.complete for r in results.values())
