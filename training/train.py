@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 SEED = 13
 TEST_SIZE = 0.2
 CALIBRATIONS = ("none", "sigmoid", "isotonic")
+TEXT_C, ENCODER_C, ENCODER_WEIGHT = 10.0, 30.0, 3.0  # measured: see `Options`
 
 
 class DataError(OperatorError):
@@ -72,16 +73,27 @@ class Options:
     calibration out-of-fold calibrates each classifier's own probability (lower Brier score) but
     leaves the argmax winner underconfident (ECE 0.058); isotonic also ties classes and costs
     0.8 points of accuracy. Without balanced weights the winner's ECE is 0.20.
+
+    Heads with an encoder's embedding (default MiniLM-L6) fit best with the embedding at weight
+    3 and C 30: 93.0 % (ECE 0.043), against 92.6 % at weight 1 and C 10, 92.85 % at weight 3
+    and C 10, 92.95 % at weight 4 and C 30, 93.05 % at C 100 (ECE 0.046). `c` and
+    `embedding_weight` left None take those defaults for the input.
     """
 
-    c: float = 10.0
+    c: float | None = None
     class_weight: str | None = "balanced"
     encoder: str | None = None
-    embedding_weight: float = 1.0
+    embedding_weight: float | None = None
     calibration: str = "none"
     calibration_folds: int = 5
     seed: int = SEED
     test_size: float = TEST_SIZE
+
+    def __post_init__(self) -> None:
+        if self.c is None:
+            object.__setattr__(self, "c", TEXT_C if self.encoder is None else ENCODER_C)
+        if self.embedding_weight is None:
+            object.__setattr__(self, "embedding_weight", ENCODER_WEIGHT)
 
     def params(self) -> dict[str, object]:
         params = {"model": "LogisticRegression", "solver": "liblinear-dual", **asdict(self)}
@@ -164,8 +176,9 @@ def train(
         encoder = load_encoder(options.encoder)
         served = embed(encoder, data.texts, progress)
         train_rows, val_rows = split_rows(data, options.test_size, options.seed)
-        xt = with_embeddings(xt, served[train_rows], options.embedding_weight)
-        xv = with_embeddings(xv, served[val_rows], options.embedding_weight)
+        weight = options.embedding_weight or ENCODER_WEIGHT
+        xt = with_embeddings(xt, served[train_rows], weight)
+        xv = with_embeddings(xv, served[val_rows], weight)
         reads = READS_FEATURES + encoder.identity
         featurizer_name = f"{FEATURIZER}+{encoder.identity}"
         weighted = f"{features_sha}:{encoder.identity}:{options.embedding_weight!r}"

@@ -126,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True, help="CSV with columns text,category")
     p.add_argument("--out", type=Path, required=True, help="models folder (one subfolder a class)")
     p.add_argument("--label", action="append", help="train only this class (repeatable)")
-    p.add_argument("--C", dest="c", type=float, default=10.0, help="inverse regularisation")
+    p.add_argument(
+        "--C", dest="c", type=float, help="inverse regularisation (10; 30 with --encoder)"
+    )
     p.add_argument(
         "--calibration",
         choices=["none", "sigmoid", "isotonic"],
@@ -153,8 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--embedding-weight",
         type=float,
-        default=1.0,
-        help="scale of the embedding block beside the TF-IDF blocks (with --encoder)",
+        help="scale of the embedding block beside the TF-IDF blocks (with --encoder; 3)",
     )
     p.set_defaults(func=cmd_train)
 
