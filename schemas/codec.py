@@ -19,6 +19,7 @@ from schemas.models import (
     SCHEMA_VERSION,
     Announcement,
     ClassRecord,
+    CorrectionRecord,
     LabelRecord,
     ScoreRecord,
     TextRecord,
@@ -47,6 +48,9 @@ class Reason:
     TEXT_TOO_LONG = "text_too_long"
     INVALID_FIELDS = "invalid_fields"
     UNKNOWN_CLASSIFIER = "unknown_classifier"
+    UNKNOWN_ID = "unknown_id"
+    UNKNOWN_LABEL = "unknown_label"
+    DUPLICATE_CORRECTION = "duplicate_correction"
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,3 +228,7 @@ def parse_registry_key(key: str) -> tuple[str, str | None]:
 
 def decode_label(value: bytes | None) -> LabelRecord | Rejected:
     return _decode_model(LabelRecord, value, 1024 * 1024)
+
+
+def decode_correction(value: bytes | None) -> CorrectionRecord | Rejected:
+    return _decode_model(CorrectionRecord, value, 64 * 1024)

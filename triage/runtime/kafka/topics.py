@@ -63,18 +63,28 @@ def ensure_topics(settings: CommonSettings) -> None:
     compacted = {"cleanup.policy": "compact"}
     wanted: dict[str, dict[str, Any]] = {
         name: {"num_partitions": parts, "replication_factor": rf}
-        for name in (settings.texts, settings.scores, settings.labels, settings.dead_letters)
+        for name in (
+            settings.texts,
+            settings.scores,
+            settings.labels,
+            settings.dead_letters,
+            # keyed by message id like `labels`, with as many partitions: the monitor meets a
+            # correction and its result in the same partition number
+            settings.corrections,
+        )
     }
     wanted[settings.registry] = {
         "num_partitions": 1,
         "replication_factor": rf,
         "configs": compacted,
     }
-    wanted[settings.aggregator_state] = {
-        "num_partitions": parts,
-        "replication_factor": rf,
-        "configs": compacted | CHANGELOG_CONFIGS,
-    }
+    for changelog in (settings.aggregator_state, settings.monitor_state):
+        wanted[changelog] = {
+            "num_partitions": parts,
+            "replication_factor": rf,
+            "configs": compacted | CHANGELOG_CONFIGS,
+        }
+    wanted[settings.quality] = {"num_partitions": 1, "replication_factor": rf, "configs": compacted}
     client = admin(settings)
     try:
         existing = set(client.list_topics())

@@ -1,0 +1,93 @@
+"""The monitor's step on plain records: results and corrections in, dead letters, quality
+summaries and changelog out, without a broker (the registry view is filled by hand)."""
+
+from __future__ import annotations
+
+import pytest
+from test_join import vote
+from test_monitor_join import correction, result
+
+from monitor.quality import Reference
+from monitor.service import Monitor
+from schemas.codec import Reason, encode
+from schemas.models import DeadLetter, QualityCounts
+from triage.runtime.records import ConsumedRecord, batch_of
+from triage.runtime.settings import ConnectionSettings, MonitorSettings
+
+T0 = 10_000_000
+
+
+@pytest.fixture
+def monitor() -> Monitor:
+    settings = MonitorSettings(
+        connection=ConnectionSettings(bootstrap_servers="unused:9092"),
+        topic_prefix="t-",
+        instance_id="mon-1",
+        correction_wait_s=5,
+    )
+    mon = Monitor(settings, {("a", "1"): Reference(0.9, 0.8, 0.85, [0.1] * 10)})
+    vote(mon.view, "a")
+    vote(mon.view, "b")
+    return mon
+
+
+def record(topic: str, offset: int, key: str, value: bytes, partition: int = 0):
+    return ConsumedRecord(f"t-{topic}", partition, offset, T0, key.encode(), value)
+
+
+def letters(outputs) -> list[DeadLetter]:
+    return [
+        DeadLetter.model_validate_json(o.value)
+        for o in outputs
+        if o.topic == "t-triage-dead-letters"
+    ]
+
+
+def test_a_result_and_its_correction_update_the_quality_topic_and_the_changelog(monitor):
+    state = monitor.assign(0)
+    labels = record("labels", 0, "m1", encode(result("m1", "a")))
+    outputs = monitor.process(batch_of([labels]), T0)
+    summaries = {o.key: QualityCounts.model_validate_json(o.value) for o in outputs}
+    assert set(summaries) == {b"a@1/0", b"b@1/0"} and summaries[b"a@1/0"].total.results == 1
+    fix = record("corrections", 0, "m1", encode(correction("m1", "a")))
+    outputs = monitor.process(batch_of([fix]), T0 + 1)
+    assert {o.topic for o in outputs} == {"t-triage-quality"}
+    a = QualityCounts.model_validate_json(next(o.value for o in outputs if o.key == b"a@1/0"))
+    assert a.total.tp == 1 and a.total.results == 1
+    changelog = state.changes()
+    assert b"r:m1" in changelog and b"\xffq:a@1" in changelog
+    assert monitor._outcomes == ["counted"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        ("m2", encode(correction("m2", "nope")), Reason.UNKNOWN_LABEL),
+        ("m2", encode(correction("m2", "-")), Reason.UNKNOWN_LABEL),
+        ("other", encode(correction("m2", "a")), Reason.INVALID_ID),
+        ("m2", b"{not json", Reason.MALFORMED_JSON),
+        ("m2", b'{"id": "m2", "corrected_at_ms": 1}', Reason.INVALID_FIELDS),  # no label: meant?
+    ],
+)
+def test_an_unusable_correction_is_one_dead_letter(monitor, key, value, reason):
+    monitor.assign(0)
+    outputs = monitor.process(batch_of([record("corrections", 5, key, value)]), T0)
+    [letter] = letters(outputs)
+    assert letter.reason == reason and letter.source_offset == 5
+    assert letter.refused_by == "monitor:mon-1"
+    assert not monitor.joins[0].waiting
+
+
+def test_a_held_correction_becomes_unknown_id_after_the_wait(monitor):
+    monitor.assign(0)
+    fix = record("corrections", 9, "m3", encode(correction("m3", None)))
+    assert letters(monitor.process(batch_of([fix]), T0)) == []
+    assert letters(monitor.process({}, T0 + 4_999)) == []
+    [letter] = letters(monitor.process({}, T0 + 5_000))
+    assert letter.reason == Reason.UNKNOWN_ID and letter.id == "m3"
+    assert (letter.source_topic, letter.source_partition, letter.source_offset) == (
+        "t-corrections",
+        0,
+        9,
+    )
+    assert monitor._outcomes == ["unknown_id"]
