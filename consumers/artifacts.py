@@ -59,6 +59,9 @@ class Manifest(BaseModel):
     libraries: dict[str, str]
     params: dict[str, Any]
     metrics: dict[str, float]
+    # Fractions of the validation texts per tenth of this class's score: what the monitor's
+    # drift (PSI) compares the live scores with. Absent in manifests written before it.
+    score_histogram: list[float] | None = None
     signature: str | None = None
 
 
@@ -130,7 +133,7 @@ def save_model(
         unsigned = json.loads(manifest.model_dump_json(exclude={"signature"}))
         manifest = manifest.model_copy(update={"signature": signing.sign(unsigned, key)})
     # An unsigned manifest is written exactly as before signatures existed.
-    omit = {"signature"} if manifest.signature is None else set()
+    omit = {name for name in ("signature", "score_histogram") if getattr(manifest, name) is None}
     (folder / MANIFEST).write_text(manifest.model_dump_json(indent=2, exclude=omit) + "\n")
     return manifest
 

@@ -215,17 +215,17 @@ def psi(live: list[int], reference: list[float] | None) -> float | None:
 def figures(t: QualityTally) -> dict[str, float | int | None]:
     """The live figures of a tally, JSON-ready."""
     return {
-        "precision": _round(precision(t)),
-        "recall": _round(recall(t)),
+        "precision": rounded(precision(t)),
+        "recall": rounded(recall(t)),
         "support": support(t),
         "corrected": t.tp + t.fp + t.fn + t.tn,
         "abstentions": t.abstained,
-        "calibration_error": _round(calibration_error(t)),
+        "calibration_error": rounded(calibration_error(t)),
         "results": t.results,
     }
 
 
-def _round(x: float | None) -> float | None:
+def rounded(x: float | None) -> float | None:
     return None if x is None else round(x, 4)
 
 

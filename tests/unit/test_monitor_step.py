@@ -91,3 +91,30 @@ def test_a_held_correction_becomes_unknown_id_after_the_wait(monitor):
         9,
     )
     assert monitor._outcomes == ["unknown_id"]
+
+
+def test_the_quality_report_adds_partitions_and_names_the_voting_version(monitor):
+    from triage.tools.quality import format_report, quality_report
+
+    for partition, mid in [(0, "p0"), (1, "p1")]:
+        monitor.assign(partition)
+        monitor.process(
+            batch_of([record("labels", 0, mid, encode(result(mid, "a")), partition)]), T0
+        )
+        label = "a" if partition == 0 else "b"
+        fix = record("corrections", 0, mid, encode(correction(mid, label)), partition)
+        monitor.process(batch_of([fix]), T0 + 1)
+    counts: dict = {}
+    for join in monitor.joins.values():
+        for key, c in join.book.counts.items():
+            counts.setdefault(key, []).append(c)
+    report = quality_report(counts, monitor.view, monitor.references, T0 + 2, 60_000)
+    a = report["per_class"]["a"]
+    assert (a["version"], a["precision"], a["recall"], a["support"]) == ("1", 0.5, 1.0, 1)
+    assert a["versions"]["1"]["offline"] == {"precision": 0.9, "recall": 0.8, "f1": 0.85}
+    assert report["per_class"]["b"]["recall"] == 0.0
+    [worst] = report["worst_confusions"]
+    assert (worst["true"], worst["predicted"], worst["examples"]) == ("b", "a", ["p1"])
+    assert "b → a@1  1  p1" in format_report(report)
+    only_b = quality_report(counts, monitor.view, {}, T0 + 2, 60_000, label="b")
+    assert list(only_b["per_class"]) == ["b"]
