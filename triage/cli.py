@@ -347,6 +347,21 @@ def build_parser() -> argparse.ArgumentParser:
     _kafka_flags(p)
     p.set_defaults(func=cmd_quality)
 
+    p = sub.add_parser(
+        "export-corrections",
+        help="one class's corrections merged into its training CSV",
+        description="Turn the corrections topic into labelled rows for one class: positives "
+        "(corrected texts of the class) and hard negatives (texts routed to it that belonged "
+        "elsewhere), merged with the training CSV without duplicates (a correction's class "
+        "wins). Then `triage train --data OUT --label L` retrains that class alone; ship it "
+        "with --shadow, then `triage promote`.",
+    )
+    p.add_argument("--label", required=True, help="the class to export for")
+    p.add_argument("--data", type=Path, required=True, help="its training CSV (text,category)")
+    p.add_argument("--out", type=Path, required=True, help="the merged CSV to write")
+    _kafka_flags(p)
+    p.set_defaults(func=cmd_export_corrections)
+
     p = sub.add_parser("up", help="run every classifier and the aggregator until Ctrl-C")
     p.add_argument("--models", type=Path, required=True)
     p.add_argument("--label", action="append", help="run only these classes")
@@ -608,6 +623,20 @@ def cmd_quality(args: argparse.Namespace) -> int:
         args.label,
     )
     print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def cmd_export_corrections(args: argparse.Namespace) -> int:
+    from triage.tools.corrections import export
+
+    settings = settings_from(CommonSettings, args)
+    counts = export(settings, args.label, args.data, args.out)
+    print(
+        f"{args.out}: {counts['rows_after']} rows ({counts['rows_before']} before), "
+        f"{counts['positives']} positives and {counts['hard_negatives']} hard negatives of "
+        f"{args.label} from {counts['corrections']} corrections"
+        + (f" ({counts['without_text']} without a retained text)" if counts["without_text"] else "")
+    )
     return 0
 
 
