@@ -362,7 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     _kafka_flags(p)
     p.set_defaults(func=cmd_export_corrections)
 
-    p = sub.add_parser("up", help="run every classifier and the aggregator until Ctrl-C")
+    p = sub.add_parser(
+        "up", help="run every classifier, the aggregator and the monitor until Ctrl-C"
+    )
     p.add_argument("--models", type=Path, required=True)
     p.add_argument("--label", action="append", help="run only these classes")
     p.add_argument("--mode", choices=["per-process", "colocated"], default="per-process")
@@ -370,7 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-base-port",
         type=int,
         default=9400,
-        help="aggregator serves metrics here, classifiers on the next ports (default 9400)",
+        help="aggregator serves metrics here, classifiers on the next ports, then the monitor "
+        "(default 9400)",
     )
     p.set_defaults(func=cmd_up)
 

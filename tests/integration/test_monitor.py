@@ -17,11 +17,12 @@ import uuid
 from collections import Counter
 
 import pytest
-from conftest import DEMO_STREAM, free_port, wait_for_registry, wait_until
+from conftest import DEMO_STREAM, DEMO_TRAIN, free_port, wait_for_registry, wait_until
 
 from consumers.artifacts import available_labels
 from producer.publisher import Publisher
 from schemas.models import CorrectionRecord, LabelRecord, TextRecord
+from training.corrections import NONE_CATEGORY
 from training.train import read_dataset
 from triage.runtime.settings import CommonSettings
 from triage.tools.results import read_dead_letters, read_labels
@@ -81,7 +82,7 @@ def quality_json(env: dict[str, str], models) -> dict:
 
 @pytest.mark.fault
 @pytest.mark.timeout(300)
-def test_live_quality_equals_the_offline_counts_through_a_kill_9(procs, demo_models):
+def test_live_quality_equals_the_offline_counts_through_a_kill_9(procs, demo_models, tmp_path):
     labels = available_labels(demo_models)
     port = free_port()
     monitor = ["monitor", "--models", str(demo_models), "--correction-wait-s", "8"]
@@ -153,3 +154,21 @@ def test_live_quality_equals_the_offline_counts_through_a_kill_9(procs, demo_mod
         ("unknown_label", texts[1].id): 1,
     }
     assert all(d.refused_by.startswith("monitor:") for d in letters)
+
+    # The corrections as one class's training rows: its positives and its hard negatives.
+    label = labels[0]
+    out = tmp_path / "merged.csv"
+    export = [sys.executable, "-m", "triage.cli", "export-corrections", "--label", label]
+    export += ["--data", str(DEMO_TRAIN), "--out", str(out)]
+    subprocess.run(export, env=procs.env, check=True, timeout=60, capture_output=True)
+    texts_by_id = {t.id: t.text for t in texts}
+    positives = {texts_by_id[m] for m, right in truth.items() if right == label}
+    negatives = {
+        (texts_by_id[m], right or NONE_CATEGORY)
+        for m, right in truth.items()
+        if done[m].label == label and right != label
+    }
+    merged = read_dataset(out)
+    rows = set(zip(merged.texts, merged.labels, strict=True))
+    assert {(t, label) for t in positives} | negatives <= rows and positives
+    assert len(merged.texts) == len(set(merged.texts))  # one row per text

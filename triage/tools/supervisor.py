@@ -1,4 +1,4 @@
-"""`triage up`: every classifier and the aggregator as separate local processes.
+"""`triage up`: every classifier, the aggregator and the monitor as separate local processes.
 
 Children are the same `triage` commands an operator would run by hand. A child that exits
 unexpectedly is restarted after a short pause; SIGTERM or Ctrl-C stops all of them with SIGTERM
@@ -49,8 +49,9 @@ def plan(
     metrics_base: int | None,
     env: dict[str, str] | None = None,
 ) -> list[Child]:
-    """The processes `up` runs: one per classifier (or one for all), and the aggregator, each
-    with `env` on top of this process's environment."""
+    """The processes `up` runs: one per classifier (or one for all), the aggregator and the
+    monitor (offline figures from the same models), each with `env` on top of this process's
+    environment. Metrics ports: the aggregator on the base, classifiers next, the monitor last."""
     env = env or {}
     groups = [labels] if colocated else [[label] for label in labels]
     children = []
@@ -62,6 +63,8 @@ def plan(
         children.append(Child(name, argv, env | _metrics_env(metrics_base, i + 1)))
     aggregator = triage_argv("aggregate")
     children.append(Child("aggregator", aggregator, env | _metrics_env(metrics_base, 0)))
+    monitor = triage_argv("monitor", "--models", str(models))
+    children.append(Child("monitor", monitor, env | _metrics_env(metrics_base, len(groups) + 1)))
     return children
 
 
