@@ -616,11 +616,12 @@ def cmd_quality(args: argparse.Namespace) -> int:
     from triage.registry.store import read_registry
     from triage.tools.quality import format_report, quality_report, read_quality, references
 
+    refs = references(args.models)  # a wrong folder is said before Kafka is asked
     settings = settings_from(MonitorSettings, args)
     report = quality_report(
         read_quality(settings),
         read_registry(settings),
-        references(args.models),
+        refs,
         now_ms(),
         int(settings.quality_window_s * 1000),
         args.label,
