@@ -9,6 +9,7 @@ some partitions, and the alert adds counts before dividing.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter as Tally
 from collections.abc import Mapping
 
@@ -67,6 +68,28 @@ def start_monitor_series(references: Mapping[tuple[str, str], Reference]) -> Non
 def count_corrections(outcomes: list[str]) -> None:
     for outcome, n in Tally(outcomes).items():
         CORRECTIONS.labels(outcome).inc(n)
+
+
+_QUALITY = (
+    PRECISION,
+    RECALL,
+    SUPPORT,
+    TRUE_POSITIVES,
+    FALSE_POSITIVES,
+    FALSE_NEGATIVES,
+    ABSTENTIONS,
+    CALIBRATION_ERROR,
+    PSI,
+    RESULTS,
+)
+
+
+def remove_quality(label: str, version: str) -> None:
+    """A class version this instance no longer counts (its partitions moved): no series."""
+    for gauge in _QUALITY:
+        for window in ("window", "version"):
+            with contextlib.suppress(KeyError):  # (never set)
+                gauge.remove(label, version, window)
 
 
 def set_quality(

@@ -31,6 +31,11 @@ from triage.runtime.settings import MonitorSettings
 
 log = logging.getLogger(__name__)
 
+# The quality gauges are recomputed from every class version's counts at most this often, and
+# only after counts changed: freezing 77 classes' counts on every idle poll (10 a second) would
+# cost a good part of a core.
+GAUGES_EVERY_MS = 1000
+
 
 class Monitor(Service):
     name = "monitor"
@@ -54,6 +59,8 @@ class Monitor(Service):
         self.registry: RegistryReader | None = None
         self._outcomes: list[str] = []
         self._dead_reasons: list[str] = []
+        self._gauges_stale, self._gauges_ms = True, 0
+        self._exported: set[tuple[str, str]] = set()
         metrics.start_monitor_series(self.references)
 
     # -- the runtime's hooks ---------------------------------------------------------------
@@ -65,6 +72,7 @@ class Monitor(Service):
         self.registry = None
 
     def assign(self, partition: int) -> _JoinPartition:
+        self._gauges_stale = True  # its restored counts, once restored
         s = self.settings
         join = CorrectionJoin(
             partition,
@@ -77,6 +85,7 @@ class Monitor(Service):
         return state
 
     def revoke(self, partition: int) -> None:
+        self._gauges_stale = True  # its counts are another instance's to export now
         self.joins.pop(partition, None)
         self._states.pop(partition, None)
 
@@ -102,6 +111,11 @@ class Monitor(Service):
         count_dead_letters(self._dead_reasons)
         self._outcomes, self._dead_reasons = [], []
         now = wall_ms()
+        if self._gauges_stale and now - self._gauges_ms >= GAUGES_EVERY_MS:
+            self._set_gauges(now)
+            self._gauges_stale, self._gauges_ms = False, now
+
+    def _set_gauges(self, now: int) -> None:
         by_version: dict[tuple[str, str], list[QualityCounts]] = {}
         for join in self.joins.values():
             for key, counts in join.book.counts.items():
@@ -113,6 +127,11 @@ class Monitor(Service):
             recent = add(in_window(c, now, window_ms) for c in parts)
             metrics.set_quality(label, version, "version", total, ref)
             metrics.set_quality(label, version, "window", recent, ref)
+        # Counts of partitions another instance owns now: their series go, or sums would
+        # count them twice.
+        for label, version in self._exported - by_version.keys():
+            metrics.remove_quality(label, version)
+        self._exported = set(by_version)
 
     # -- input -----------------------------------------------------------------------------
     def _result(self, join: CorrectionJoin, record: Record, now_ms: int) -> list[Output]:
@@ -190,6 +209,7 @@ class Monitor(Service):
         them next); its changed summaries also to the quality topic, keyed per partition."""
         changes = join.take_changes()
         self._states[partition].pending.update(changes)
+        self._gauges_stale = self._gauges_stale or any(k.startswith(COUNTS) for k in changes)
         return [
             Output(self.settings.quality, key[len(COUNTS) :] + f"/{partition}".encode(), value)
             for key, value in changes.items()

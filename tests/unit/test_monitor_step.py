@@ -118,3 +118,26 @@ def test_the_quality_report_adds_partitions_and_names_the_voting_version(monitor
     assert "b → a@1  1  p1" in format_report(report)
     only_b = quality_report(counts, monitor.view, {}, T0 + 2, 60_000, label="b")
     assert list(only_b["per_class"]) == ["b"]
+
+
+def test_the_gauges_follow_the_counts_and_leave_with_the_partition(monitor):
+    from prometheus_client import REGISTRY
+
+    def gauge(name, label="a", window="version"):
+        labels = {"label": label, "version": "1", "window": window}
+        return REGISTRY.get_sample_value(f"triage_quality_{name}", labels)
+
+    monitor.assign(0)
+    monitor.process(batch_of([record("labels", 0, "g1", encode(result("g1", "a")))]), T0)
+    monitor.process(batch_of([record("corrections", 0, "g1", encode(correction("g1", "b")))]), T0)
+    monitor._gauges_ms = 0  # (the test's clock is not the wall clock the gauges are paced by)
+    monitor.committed()
+    assert gauge("false_positives") == 1 and gauge("precision") == 0.0
+    assert gauge("support", "b") == 1 and gauge("recall", "b") == 0.0
+    assert REGISTRY.get_sample_value(
+        "triage_quality_offline_precision", {"label": "a", "version": "1"}
+    ) == pytest.approx(0.9)
+    monitor.revoke(0)
+    monitor._gauges_ms = 0
+    monitor.committed()
+    assert gauge("false_positives") is None and gauge("support", "b") is None
