@@ -224,6 +224,21 @@ def calibration_error(t: QualityTally) -> float | None:
     return sum(gaps) / n
 
 
+def calibration_bins(t: QualityTally) -> list[dict[str, float | int]]:
+    """Per non-empty tenth of the score on corrected results: rows, mean score, positive rate."""
+    return [
+        {
+            "lower": b / BINS,
+            "upper": (b + 1) / BINS,
+            "count": n,
+            "score": round(score / n, 4),
+            "observed": round(pos / n, 4),
+        }
+        for b, (n, score, pos) in enumerate(zip(t.cal_n, t.cal_score, t.cal_pos, strict=True))
+        if n
+    ]
+
+
 def psi(live: list[int], reference: list[float] | None) -> float | None:
     """Population stability index of the live score histogram against the training one
     (fractions per bin): Σ (live − ref) · ln(live / ref). Under 0.1 is usually read as

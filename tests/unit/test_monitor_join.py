@@ -13,6 +13,7 @@ from monitor.quality import (
     Truth,
     add,
     bin_of,
+    calibration_bins,
     calibration_error,
     figures,
     in_window,
@@ -176,6 +177,10 @@ def test_figures():
     expected = (3 * abs(2 / 3 - 0.95) + abs(1 - 0.05)) / 4
     assert calibration_error(t) == pytest.approx(expected)
     assert figures(t)["support"] == 3 and figures(t)["corrected"] == 4
+    assert calibration_bins(t) == [
+        {"lower": 0.0, "upper": 0.1, "count": 1, "score": 0.05, "observed": 1.0},
+        {"lower": 0.9, "upper": 1.0, "count": 3, "score": 0.95, "observed": 0.6667},
+    ]
     assert add([t, t]).tp == 2 * t.tp and add([t, t]).examples == {"b": ["3"]}
 
 

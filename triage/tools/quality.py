@@ -14,7 +14,15 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from consumers.artifacts import available_labels, read_manifest
-from monitor.quality import Reference, add, figures, in_window, psi, rounded
+from monitor.quality import (
+    Reference,
+    add,
+    calibration_bins,
+    figures,
+    in_window,
+    psi,
+    rounded,
+)
 from schemas.models import QualityCounts
 from triage.registry.view import RegistryView, latest
 from triage.runtime.kafka.reader import TopicReader
@@ -72,6 +80,7 @@ def quality_report(
             "live": figures(total),
             "window": figures(add(in_window(c, now_ms, window_ms) for c in parts)),
             "psi": rounded(psi(total.hist, ref.score_histogram if ref else None)),
+            "calibration": calibration_bins(total),
             "offline": None
             if ref is None
             else {"precision": ref.precision, "recall": ref.recall, "f1": ref.f1},
