@@ -11,7 +11,8 @@ alone is retrained on the merged CSV. Printed as JSON, per class, on the evaluat
 and after: its binary F1 at 0.5 (as `triage evaluate` reports it) and its F1 as routed (the
 argmax over every class, the retrained one swapped in). With no `--label`, the `--worst` K
 classes by F1 before. No broker: the routing is the pipeline's argmax
-(`aggregator.decision.decide`) over the same models' scores.
+(`aggregator.decision.decide`) over the same models' scores. `mean_change` averages the
+after − before differences over the classes retrained (`--worst 77`: every class, one by one).
 """
 
 from __future__ import annotations
@@ -104,7 +105,13 @@ def main() -> None:
                     "routed_f1_after": routed_f1(after_routes, eval_y, label),
                 }
             )
-    print(json.dumps({"base_rows": len(base_x), "evaluation_rows": len(eval_x), "classes": report}))
+    mean = {
+        f"mean_{key}": round(sum(r[f"{key}_after"] - r[f"{key}_before"] for r in report) / n, 4)
+        for key in ("f1", "routed_f1")
+        for n in [max(len(report), 1)]
+    }
+    summary = {"base_rows": len(base_x), "evaluation_rows": len(eval_x), "classes": len(report)}
+    print(json.dumps(summary | {"mean_change": mean, "per_class": report}))
 
 
 if __name__ == "__main__":
