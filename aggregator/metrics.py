@@ -9,8 +9,10 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from aggregator.decision import would_change_winner
 from schemas.codec import Reason
+from triage.runtime.metrics import DEAD_LETTERS, count_dead_letters
 
-DEAD_LETTERS = Counter("triage_dead_letters", "Dead-letter records committed", ["reason"])
+__all__ = ["DEAD_LETTERS", "count_dead_letters"]  # (here since before the monitor counted them)
+
 RESULTS = Counter("triage_results", "Labelled results committed", ["outcome"])
 LATENCY_SECONDS = Histogram(
     "triage_end_to_end_latency_seconds",
@@ -83,11 +85,6 @@ def count_shadow(results: list, threshold: float) -> None:
             SHADOW_DECISIONS.labels(label, version).inc()
             if would_change_winner(r.scores, label, probability, threshold):
                 SHADOW_CHANGED_WINNER.labels(label, version).inc()
-
-
-def count_dead_letters(reasons: list[str]) -> None:
-    for reason, n in Tally(reasons).items():
-        DEAD_LETTERS.labels(reason).inc(n)
 
 
 def count_join_events(counts: Tally) -> None:

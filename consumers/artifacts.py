@@ -62,6 +62,9 @@ class Manifest(BaseModel):
     libraries: dict[str, str]
     params: dict[str, Any]
     metrics: dict[str, float]
+    # Fractions of the validation texts per tenth of this class's score: what the monitor's
+    # drift (PSI) compares the live scores with. Absent in manifests written before it.
+    score_histogram: list[float] | None = None
     signature: str | None = None
 
     @property
@@ -138,12 +141,14 @@ def save_model(
         libraries=library_versions(),
         **fields,
     )
+    # A manifest without a score histogram is written (and signed) exactly as before it existed.
+    absent = {"score_histogram"} if manifest.score_histogram is None else set()
     key = signing_key or signing_key_from_environment()
     if key is not None:
-        unsigned = json.loads(manifest.model_dump_json(exclude={"signature"}))
+        unsigned = json.loads(manifest.model_dump_json(exclude={"signature"} | absent))
         manifest = manifest.model_copy(update={"signature": signing.sign(unsigned, key)})
     # An unsigned manifest is written exactly as before signatures existed.
-    omit = {"signature"} if manifest.signature is None else set()
+    omit = absent | ({"signature"} if manifest.signature is None else set())
     (folder / MANIFEST).write_text(manifest.model_dump_json(indent=2, exclude=omit) + "\n")
     return manifest
 

@@ -134,6 +134,9 @@ class SentenceEncoder:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
+        # ONNX Runtime's idle threads spin by default: in a pipeline they burn the CPU the
+        # heads, the aggregator and the broker need (measured: see encoder/service.py).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session: Any = onnxruntime.InferenceSession(
             str(installed_file(*self.spec.model)), options, providers=["CPUExecutionProvider"]
         )

@@ -1,4 +1,5 @@
-"""Publishing texts to the `texts` topic: the Python API behind `triage publish`.
+"""Publishing texts to the `texts` topic and corrections to the `corrections` topic: the
+Python API behind `triage publish` and `triage correct`.
 
 Records are keyed by message id and sent with an idempotent producer (`acks=all`), so a
 retried send never duplicates a text. `publish` returns the ids in input order once every
@@ -12,7 +13,7 @@ from typing import Any
 
 from producer.readers import new_id
 from schemas.codec import encode
-from schemas.models import TextRecord
+from schemas.models import CorrectionRecord, TextRecord
 from triage.runtime.kafka import clients
 from triage.runtime.settings import ProducerSettings
 
@@ -26,15 +27,22 @@ class Publisher:
 
     def publish(self, records: Iterable[TextRecord | str]) -> list[str]:
         """Send every record and wait for the broker's acknowledgements; returns the ids."""
+        texts = (
+            item if isinstance(item, TextRecord) else TextRecord(id=new_id(), text=item)
+            for item in records
+        )
+        return self._send_all(self.settings.texts, texts)
+
+    def correct(self, corrections: Iterable[CorrectionRecord]) -> list[str]:
+        """Send corrections keyed by their message id (so each meets its result's partition)
+        and wait for the acknowledgements; returns the ids."""
+        return self._send_all(self.settings.corrections, corrections)
+
+    def _send_all(self, topic: str, records: Iterable[TextRecord | CorrectionRecord]) -> list[str]:
         ids = []
         futures = []
-        for item in records:
-            record = item if isinstance(item, TextRecord) else TextRecord(id=new_id(), text=item)
-            futures.append(
-                self._producer.send(
-                    self.settings.texts, key=record.id.encode(), value=encode(record)
-                )
-            )
+        for record in records:
+            futures.append(self._producer.send(topic, key=record.id.encode(), value=encode(record)))
             ids.append(record.id)
         self._producer.flush()
         for future in futures:

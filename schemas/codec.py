@@ -20,6 +20,7 @@ from schemas.models import (
     Announcement,
     ClassRecord,
     FeatureRecord,
+    CorrectionRecord,
     LabelRecord,
     ScoreRecord,
     TextRecord,
@@ -49,6 +50,9 @@ class Reason:
     INVALID_FIELDS = "invalid_fields"
     UNKNOWN_CLASSIFIER = "unknown_classifier"
     INVALID_FEATURES = "invalid_features"
+    UNKNOWN_ID = "unknown_id"
+    UNKNOWN_LABEL = "unknown_label"
+    DUPLICATE_CORRECTION = "duplicate_correction"
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,3 +234,7 @@ def parse_registry_key(key: str) -> tuple[str, str | None]:
 
 def decode_label(value: bytes | None) -> LabelRecord | Rejected:
     return _decode_model(LabelRecord, value, 1024 * 1024)
+
+
+def decode_correction(value: bytes | None) -> CorrectionRecord | Rejected:
+    return _decode_model(CorrectionRecord, value, 64 * 1024)

@@ -264,6 +264,85 @@ class DecidedBlock(_Contract):
     sources: str
 
 
+class CorrectionRecord(_Contract):
+    """A human's verdict on one message's label, on the `corrections` topic (key: message id).
+
+    Support agents fixing a misrouted message publish one (`triage correct`, or any client):
+    ground truth for the live quality of every class. `label` is the class the message belongs
+    to, or null for "none of our classes"; it is required, so null is always meant.
+    """
+
+    schema_version: Literal[1] = 1
+    id: str = Field(min_length=1, max_length=256)
+    label: str | None = Field(description="the correct class; null: none of our classes")
+    source: str = Field(default="", max_length=256, description="who or what corrected it")
+    corrected_at_ms: int
+
+
+class QualityTally(_Contract):
+    """Counts of one class version over some span, as the monitor keeps them.
+
+    For every corrected result the class is predicted positive when the result's label is the
+    class and actually positive when the correction's label is: `tp`, `fp`, `fn`, `tn`.
+    `abstained`: corrected results of this class on which the pipeline abstained. `cal_*` are
+    ten equal-width bins of this class's score on corrected results (count, sum of scores,
+    positives); `hist` ten bins of its score on every result (drift). `confusions`: true label
+    (`-` for none of our classes) of results wrongly routed to this class → how many, and
+    `examples` a few of their ids.
+    """
+
+    results: int = 0
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    tn: int = 0
+    abstained: int = 0
+    hist: list[int] = Field(default_factory=lambda: [0] * 10)
+    cal_n: list[int] = Field(default_factory=lambda: [0] * 10)
+    cal_score: list[float] = Field(default_factory=lambda: [0.0] * 10)
+    cal_pos: list[int] = Field(default_factory=lambda: [0] * 10)
+    confusions: dict[str, int] = Field(default_factory=dict)
+    examples: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class QualityCounts(_Contract):
+    """The live quality of one class version on one partition (compacted `triage-quality`
+    topic, key `<label>@<version>/<partition>`; also the monitor's changelog for it).
+
+    `total` since the version's first result on this partition (`since_ms`); `buckets` by
+    start time (ms) over the sliding window. Readers add the partitions up.
+    """
+
+    schema_version: Literal[1] = 1
+    label: str
+    version: str
+    partition: int
+    since_ms: int
+    updated_ms: int
+    bucket_ms: int
+    total: QualityTally = Field(default_factory=QualityTally)
+    buckets: dict[int, QualityTally] = Field(default_factory=dict)
+
+
+class MonitorEntry(_Contract):
+    """The monitor's changelog entry for one message id (key `r:<id>` or `c:<id>`).
+
+    `r:` a result kept for its correction until the horizon: its label, voting versions and
+    scores, and once corrected the correction's label (`corrected`, `-` for none of ours).
+    `c:` a correction that arrived before its result, held with where it was read.
+    """
+
+    schema_version: Literal[1] = 1
+    id: str
+    seen_ms: int
+    label: str | None = None
+    scores: dict[str, float] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=dict)
+    corrected: str | None = None
+    correction: CorrectionRecord | None = None
+    source: str | None = Field(default=None, description="`<topic>:<partition>:<offset>`")
+
+
 CONTRACTS: dict[str, type[BaseModel]] = {
     "text": TextRecord,
     "score": ScoreRecord,
@@ -274,4 +353,7 @@ CONTRACTS: dict[str, type[BaseModel]] = {
     "join_state": JoinState,
     "decided_block": DecidedBlock,
     "feature": FeatureRecord,
+    "correction": CorrectionRecord,
+    "quality_counts": QualityCounts,
+    "monitor_entry": MonitorEntry,
 }

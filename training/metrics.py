@@ -21,6 +21,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from monitor.quality import BINS
+
 ECE_BINS = 15
 
 
@@ -41,6 +43,13 @@ def binary_metrics(y: np.ndarray, proba: np.ndarray, threshold: float = 0.5) -> 
         metrics["roc_auc"] = roc_auc_score(y, proba)
         metrics["pr_auc"] = average_precision_score(y, proba)
     return {k: round(float(v), 4) for k, v in metrics.items()}
+
+
+def score_histogram(proba: np.ndarray) -> list[float]:
+    """Fractions of `proba` per tenth of [0, 1], binned as the monitor bins live scores."""
+    proba = np.asarray(proba, dtype=float)
+    counts = np.bincount(_bin_index(proba, BINS), minlength=BINS)
+    return [round(float(c) / max(len(proba), 1), 6) for c in counts]
 
 
 def _bin_index(confidence: np.ndarray, bins: int) -> np.ndarray:

@@ -40,7 +40,7 @@ from consumers.artifacts import (
     save_model,
 )
 from consumers.features import FEATURIZER, featurizer
-from training.metrics import binary_metrics
+from training.metrics import binary_metrics, score_histogram
 from training.progress import ProgressBar
 from triage.runtime.settings import OperatorError
 
@@ -209,7 +209,7 @@ def train(
             options,
             positives=int((y_train_arr == label).sum()),
             rows=len(x_train),
-            metrics=_validation_metrics(clf, xv, y_val_arr == label),
+            **_validation(clf, xv, y_val_arr == label),
         )
         if bar:
             bar.advance(label)
@@ -248,12 +248,13 @@ def _fit_one(label: str, x, y: np.ndarray, options: Options):
     return label, calibrated.fit(x, y)
 
 
-def _validation_metrics(clf, x, y: np.ndarray) -> dict[str, float]:
+def _validation(clf, x, y: np.ndarray) -> dict:
+    """The manifest's `metrics` and `score_histogram`, on the validation texts."""
     proba = clf.predict_proba(x)[:, list(clf.classes_).index(1)]
     metrics = binary_metrics(y.astype(int), proba)
     metrics["validation_rows"] = metrics.pop("rows")
     metrics["validation_positives"] = metrics.pop("positives")
-    return metrics
+    return {"metrics": metrics, "score_histogram": score_histogram(proba)}
 
 
 def _save(
@@ -267,6 +268,7 @@ def _save(
     positives: int,
     rows: int,
     metrics: dict[str, float],
+    score_histogram: list[float],
 ) -> Manifest:
     return save_model(
         Pipeline([("features", features), ("clf", clf)]),
@@ -281,6 +283,7 @@ def _save(
         ),
         params=options.params(),
         metrics=metrics,
+        score_histogram=score_histogram,
     )
 
 

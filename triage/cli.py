@@ -30,6 +30,7 @@ from triage.runtime.settings import (
     ConnectionSettings,
     EncoderSettings,
     GatewaySettings,
+    MonitorSettings,
     OperatorError,
     ProducerSettings,
 )
@@ -109,6 +110,17 @@ def _kafka_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--instance-id", help="stable id of this instance (default: host name)")
     g.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+
+
+def _models_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--models",
+        type=Path,
+        action="append",
+        default=[],
+        help="models folder whose manifests give the offline figures and training score "
+        "distributions (repeatable: one per folder of versions)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -303,7 +315,87 @@ def build_parser() -> argparse.ArgumentParser:
     _kafka_flags(p)
     p.set_defaults(func=cmd_encoder)
 
-    p = sub.add_parser("up", help="run every classifier and the aggregator until Ctrl-C")
+    p = sub.add_parser(
+        "monitor",
+        help="join results with corrections: live quality per class version",
+        description="Join the labels and corrections topics by message id, exactly once and "
+        "restart-safe, and keep per class and version: live precision, recall, support, "
+        "abstentions, calibration and score drift, over --quality-window-s and since the "
+        "version's first result. Summaries go to the quality topic (`triage quality`), figures "
+        "to Prometheus. A correction naming a class the registry does not know, one whose "
+        "result never came within --correction-wait-s, or a second one for an id, is a dead "
+        "letter (unknown_label, unknown_id, duplicate_correction).",
+    )
+    _models_flag(p)
+    p.add_argument(
+        "--correction-horizon-s",
+        type=float,
+        help="how long results wait for their correction (TRIAGE_CORRECTION_HORIZON_S, 86400)",
+    )
+    p.add_argument(
+        "--correction-wait-s",
+        type=float,
+        help="how long a correction waits for its result (TRIAGE_CORRECTION_WAIT_S, 600)",
+    )
+    p.add_argument(
+        "--quality-window-s", type=float, help="sliding window (TRIAGE_QUALITY_WINDOW_S, 3600)"
+    )
+    p.add_argument("--max-batch", type=int)
+    _kafka_flags(p)
+    p.set_defaults(func=cmd_monitor)
+
+    p = sub.add_parser(
+        "correct",
+        help="publish a correction: the right class of a message",
+        description="Publish a correction to the corrections topic, keyed by the message id. "
+        "`triage monitor` joins it with the message's result.",
+    )
+    p.add_argument("--id", required=True, help="the message id")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--label", help="the class the message belongs to")
+    which.add_argument(
+        "--none-of-ours", action="store_true", help="the message belongs to none of our classes"
+    )
+    p.add_argument("--source", default="cli", help="who corrects (default: cli)")
+    _kafka_flags(p)
+    p.set_defaults(func=cmd_correct)
+
+    p = sub.add_parser(
+        "quality",
+        help="live quality per class version beside its offline metrics",
+        description="Read the monitor's quality topic: per class and version the live "
+        "precision, recall, support, abstentions, calibration error and drift (PSI), over the "
+        "window and since the version's first result, beside the offline figures of its "
+        "manifest (--models), and the worst confusions with example ids. `*` marks the "
+        "version that votes now.",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--label", help="only this class")
+    _models_flag(p)
+    p.add_argument("--quality-window-s", type=float, help="(TRIAGE_QUALITY_WINDOW_S, 3600)")
+    _kafka_flags(p)
+    p.set_defaults(func=cmd_quality)
+
+    p = sub.add_parser(
+        "export-corrections",
+        help="one class's corrections merged into its training CSV",
+        description="Turn the corrections topic into labelled rows for one class: positives "
+        "(corrected texts of the class) and hard negatives (texts routed to it that belonged "
+        "elsewhere), merged with the training CSV without duplicates (a correction's class "
+        "wins). Then `triage train --data OUT --label L` retrains that class alone; ship it "
+        "with --shadow, then `triage promote`.",
+    )
+    p.add_argument("--label", required=True, help="the class to export for")
+    p.add_argument("--data", type=Path, required=True, help="its training CSV (text,category)")
+    p.add_argument("--out", type=Path, required=True, help="the merged CSV to write")
+    _kafka_flags(p)
+    p.set_defaults(func=cmd_export_corrections)
+
+    p = sub.add_parser(
+        "up",
+        help="run every classifier, the encoders they read, the aggregator and the monitor "
+        "until Ctrl-C",
+    )
     p.add_argument("--models", type=Path, required=True)
     p.add_argument("--label", action="append", help="run only these classes")
     p.add_argument("--mode", choices=["per-process", "colocated"], default="per-process")
@@ -311,7 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-base-port",
         type=int,
         default=9400,
-        help="aggregator serves metrics here, classifiers on the next ports (default 9400)",
+        help="aggregator serves metrics here, classifiers on the next ports, then the monitor "
+        "(default 9400)",
     )
     p.set_defaults(func=cmd_up)
 
@@ -543,6 +636,73 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     settings = settings_from(AggregatorSettings, args)
     stop = stop_on_signals()
     Application(Aggregator(settings), settings).run(stop)
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from monitor.service import Monitor
+    from triage.runtime.app import Application, stop_on_signals
+    from triage.tools.quality import references
+
+    settings = settings_from(MonitorSettings, args)
+    refs = references(args.models)
+    stop = stop_on_signals()
+    Application(Monitor(settings, refs), settings).run(stop)
+    return 0
+
+
+def cmd_correct(args: argparse.Namespace) -> int:
+    from producer.publisher import Publisher
+    from schemas.models import CorrectionRecord
+    from triage.runtime.kafka.topics import ensure_topics
+
+    try:
+        correction = CorrectionRecord(
+            id=args.id,
+            label=None if args.none_of_ours else args.label,
+            source=args.source,
+            corrected_at_ms=now_ms(),
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(f"--{err['loc'][0]}: {err['msg']}") from None
+    settings = settings_from(ProducerSettings, args)
+    ensure_topics(settings)
+    with Publisher(settings) as publisher:
+        publisher.correct([correction])
+    print(f"{correction.id}\t{correction.label or '(none of our classes)'}")
+    return 0
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    from triage.registry.store import read_registry
+    from triage.tools.quality import format_report, quality_report, read_quality, references
+
+    refs = references(args.models)  # a wrong folder is said before Kafka is asked
+    settings = settings_from(MonitorSettings, args)
+    report = quality_report(
+        read_quality(settings),
+        read_registry(settings),
+        refs,
+        now_ms(),
+        int(settings.quality_window_s * 1000),
+        args.label,
+    )
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def cmd_export_corrections(args: argparse.Namespace) -> int:
+    from triage.tools.corrections import export
+
+    settings = settings_from(CommonSettings, args)
+    counts = export(settings, args.label, args.data, args.out)
+    print(
+        f"{args.out}: {counts['rows_after']} rows ({counts['rows_before']} before), "
+        f"{counts['positives']} positives and {counts['hard_negatives']} hard negatives of "
+        f"{args.label} from {counts['corrections']} corrections"
+        + (f" ({counts['without_text']} without a retained text)" if counts["without_text"] else "")
+    )
     return 0
 
 

@@ -73,13 +73,14 @@ class Prometheus:
 
 @pytest.fixture
 def prometheus(tmp_path):
-    """Starts Prometheus scraping the given jobs' ports, with the alert rules at `for: 0s`."""
+    """Starts Prometheus scraping the given jobs' ports, with the alert rules (deploy/alerts.yml
+    unless given) at `for: 0s`."""
     started: list[subprocess.Popen] = []
 
-    def start(jobs: dict[str, list[int]]) -> Prometheus:
-        rules = tmp_path / "alerts.yml"
-        text, n = re.subn(r"(?m)^(\s+)for: \S+$", r"\1for: 0s", ALERTS.read_text())
-        assert n, "expected `for:` clauses in deploy/alerts.yml"
+    def start(jobs: dict[str, list[int]], alerts: Path = ALERTS) -> Prometheus:
+        rules = tmp_path / alerts.name
+        text, n = re.subn(r"(?m)^(\s+)for: \S+$", r"\1for: 0s", alerts.read_text())
+        assert n, f"expected `for:` clauses in {alerts}"
         rules.write_text(text)
         scrape = "".join(
             f"  - job_name: {job}\n    static_configs:\n      - targets: ["

@@ -1,6 +1,17 @@
-import pytest
+import json
 
-from consumers.artifacts import ArtifactError, load_model, load_models
+import pytest
+from pydantic import SecretStr
+
+from consumers.artifacts import (
+    MANIFEST,
+    ArtifactError,
+    load_model,
+    load_models,
+    read_manifest,
+    save_model,
+)
+from consumers.signing import verify
 from training.train import Dataset, train
 
 
@@ -45,3 +56,25 @@ def test_retraining_one_class_bumps_only_its_version(models):
     train(Dataset(models / "d.csv", "0" * 64, texts, labels), models, ["card"], n_jobs=1)
     assert load_model(models, "card").version == "2"
     assert load_model(models, "refund").version == "1"
+
+
+def test_the_manifest_records_the_validation_score_histogram(models):
+    histogram = load_model(models, "card").manifest.score_histogram
+    assert histogram is not None and len(histogram) == 10 and sum(histogram) == pytest.approx(1)
+
+
+def test_a_manifest_without_a_histogram_is_written_and_signed_as_before(tmp_path):
+    fields = dict(
+        label="x",
+        version="1",
+        featurizer="f",
+        featurizer_sha256="0" * 64,
+        training_data={"path": "d", "sha256": "0" * 64, "rows": 1, "positives": 1},
+        params={},
+        metrics={"precision": 1.0},
+    )
+    key = SecretStr("k" * 16)
+    manifest = save_model({"any": "picklable object"}, tmp_path, key, **fields)  # type: ignore
+    raw = (tmp_path / "x" / MANIFEST).read_text()
+    assert "score_histogram" not in raw and read_manifest(tmp_path / "x").score_histogram is None
+    assert manifest.signature and verify(json.loads(raw), key) is None

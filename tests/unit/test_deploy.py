@@ -13,11 +13,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 from prometheus_client import REGISTRY
 
 import aggregator.metrics  # noqa: F401  (registers the services' metrics)
 import consumers.metrics  # noqa: F401
 import encoder.metrics  # noqa: F401
+import monitor.metrics  # noqa: F401
 import triage.runtime.metrics  # noqa: F401
 from triage.tools.lag_exporter import LagCollector
 
@@ -69,10 +71,22 @@ def exported_names() -> set[str]:
     }
 
 
-def test_dashboard_and_alerts_query_only_exported_metrics():
-    panels = json.loads((DEPLOY / "grafana/dashboards/triage.json").read_text())["panels"]
+@pytest.mark.parametrize(
+    ("dashboard", "alerts"), [("triage.json", "alerts.yml"), ("quality.json", "quality-alerts.yml")]
+)
+def test_dashboard_and_alerts_query_only_exported_metrics(dashboard, alerts):
+    panels = json.loads((DEPLOY / "grafana/dashboards" / dashboard).read_text())["panels"]
     queries = [t["expr"] for p in panels for t in p["targets"]]
-    queries.append((DEPLOY / "alerts.yml").read_text())
+    queries.append((DEPLOY / alerts).read_text())
     used = {name for q in queries for name in re.findall(r"\b(?:triage|kafka)_\w+", q)}
     used -= {"triage_classifier", "triage_aggregator"}  # job names, not metrics
     assert used and used <= exported_names(), used - exported_names()
+
+
+def test_the_quality_alert_rules_are_valid():
+    tool = shutil.which("promtool")
+    assert tool, "promtool is not installed: .ci/run installs Debian's prometheus package"
+    check = subprocess.run(
+        [tool, "check", "rules", str(DEPLOY / "quality-alerts.yml")], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr

@@ -31,6 +31,7 @@ def test_up_prints_one_metrics_address_per_process():
         "classifier a metrics: http://127.0.0.1:9401/metrics",
         "classifier b metrics: http://127.0.0.1:9402/metrics",
         "aggregator metrics: http://127.0.0.1:9400/metrics",
+        "monitor metrics: http://127.0.0.1:9403/metrics",
     ]
     assert (
         supervisor.metrics_urls(supervisor.plan(Path("m"), {"a": "text"}, False, None), "h") == []

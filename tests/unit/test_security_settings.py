@@ -127,6 +127,10 @@ def test_roles_cannot_do_each_others_jobs():
     assert allowed(acls.READER) == reader
     gateway = reader | {(topic, "p-texts", write), (topic, "p-triage-registry", read)}
     assert allowed(acls.GATEWAY) == gateway
+    monitor = allowed(acls.MONITOR)
+    assert {(topic, "p-corrections", read), (topic, "p-triage-quality", write)} <= monitor
+    assert not {(topic, "p-texts", read), (topic, "p-labels", write)} & monitor
+    assert (topic, "p-corrections", write) in allowed(acls.PUBLISHER)
     every = set().union(*(allowed(r) for r in acls.ROLES))
     assert all(name.startswith("p-") for _, name, _ in every)
     assert not any(op in (ACLOperation.CREATE, ACLOperation.ALTER) for *_, op in every)

@@ -1,9 +1,11 @@
 """Who may do what on Kafka: one role per triage service, and the ACLs each role needs.
 
-A role is a SCRAM user of the same name. The publisher writes texts; a classifier reads texts,
-writes scores and announces itself in the registry; the aggregator reads scores and the
-registry and writes results, dead letters and its changelog; a reader reads results and dead
-letters. Consumer groups and transactional ids are granted by prefix (``<prefix>triage-
+A role is a SCRAM user of the same name. The publisher writes texts and corrections; a
+classifier reads texts, writes scores and announces itself in the registry; the aggregator
+reads scores and the registry and writes results, dead letters and its changelog; a reader
+reads results and dead letters; the monitor reads results, corrections and the registry and
+writes dead letters, the quality summaries and its changelog (and `triage quality` runs as
+it). Consumer groups and transactional ids are granted by prefix (``<prefix>triage-
 classifier-`` covers every classifier unit and instance), topics by exact name, so that
 ``TRIAGE_TOPIC_PREFIX`` separates deployments sharing a cluster. Nobody but an administrator
 may create topics or ACLs, and no role can do another's job: a classifier cannot read scores
@@ -24,11 +26,11 @@ from kafka.admin import (
     ResourceType,
 )
 
-from triage.runtime.settings import AggregatorSettings, CommonSettings
+from triage.runtime.settings import AggregatorSettings, CommonSettings, MonitorSettings
 
 PUBLISHER, CLASSIFIER, AGGREGATOR, READER = "publisher", "classifier", "aggregator", "reader"
-GATEWAY = "gateway"
-ROLES = (PUBLISHER, CLASSIFIER, AGGREGATOR, READER, GATEWAY)
+GATEWAY, MONITOR = "gateway", "monitor"
+ROLES = (PUBLISHER, CLASSIFIER, AGGREGATOR, READER, GATEWAY, MONITOR)
 
 READ, WRITE = ACLOperation.READ, ACLOperation.WRITE
 LITERAL, PREFIXED = ACLResourcePatternType.LITERAL, ACLResourcePatternType.PREFIXED
@@ -54,8 +56,9 @@ def grants(role: str, settings: CommonSettings) -> list[Grant]:
     topic = ResourceType.TOPIC
     classifier_prefix = s.group("triage-classifier-")
     aggregator_group = s.group(AggregatorSettings.model_fields["group_id"].default)
+    monitor_group = s.group(MonitorSettings.model_fields["group_id"].default)
     by_role = {
-        PUBLISHER: [Grant(topic, s.texts, WRITE)],
+        PUBLISHER: [Grant(topic, s.texts, WRITE), Grant(topic, s.corrections, WRITE)],
         CLASSIFIER: [
             Grant(topic, s.texts, READ),
             Grant(topic, s.scores, WRITE),
@@ -73,6 +76,18 @@ def grants(role: str, settings: CommonSettings) -> list[Grant]:
             Grant(topic, s.aggregator_state, WRITE),
             Grant(ResourceType.GROUP, aggregator_group, READ),
             Grant(ResourceType.TRANSACTIONAL_ID, aggregator_group + ".", WRITE, PREFIXED),
+        ],
+        MONITOR: [
+            Grant(topic, s.labels, READ),
+            Grant(topic, s.corrections, READ),
+            Grant(topic, s.registry, READ),
+            Grant(topic, s.dead_letters, WRITE),
+            Grant(topic, s.quality, READ),
+            Grant(topic, s.quality, WRITE),
+            Grant(topic, s.monitor_state, READ),
+            Grant(topic, s.monitor_state, WRITE),
+            Grant(ResourceType.GROUP, monitor_group, READ),
+            Grant(ResourceType.TRANSACTIONAL_ID, monitor_group + ".", WRITE, PREFIXED),
         ],
         READER: [Grant(topic, s.labels, READ), Grant(topic, s.dead_letters, READ)],
         GATEWAY: [

@@ -30,6 +30,8 @@ BATCH_SIZE = Histogram(
     ["service"],
     buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000),
 )
+# Counted by every service that refuses records (the aggregator, the monitor), by reason.
+DEAD_LETTERS = Counter("triage_dead_letters", "Dead-letter records committed", ["reason"])
 _server_port: int | None = None
 
 
@@ -63,3 +65,8 @@ def count_batch(service: str, batches: Mapping[Any, Sized], outputs: Iterable) -
         RECORDS_IN.labels(service, topic).inc(n)
     for topic, n in Tally(out.topic for out in outputs).items():
         RECORDS_OUT.labels(service, topic).inc(n)
+
+
+def count_dead_letters(reasons: list[str]) -> None:
+    for reason, n in Tally(reasons).items():
+        DEAD_LETTERS.labels(reason).inc(n)

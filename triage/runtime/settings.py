@@ -97,6 +97,9 @@ class CommonSettings(BaseSettings):
     topic_dead_letters: str = "triage-dead-letters"
     topic_aggregator_state: str = "triage-aggregator-state"
     topic_features: str = "features"
+    topic_corrections: str = "corrections"
+    topic_quality: str = "triage-quality"
+    topic_monitor_state: str = "triage-monitor-state"
     topic_partitions: int = Field(default=6, ge=1)
     topic_replication_factor: int | None = Field(default=None, ge=1)
 
@@ -159,6 +162,18 @@ class CommonSettings(BaseSettings):
     @property
     def features(self) -> str:
         return self.topic(self.topic_features)
+
+    @property
+    def corrections(self) -> str:
+        return self.topic(self.topic_corrections)
+
+    @property
+    def quality(self) -> str:
+        return self.topic(self.topic_quality)
+
+    @property
+    def monitor_state(self) -> str:
+        return self.topic(self.topic_monitor_state)
 
     def group(self, name: str) -> str:
         return self.topic_prefix + name
@@ -223,6 +238,29 @@ class AggregatorSettings(CommonSettings):
     max_batch: int = Field(default=2000, ge=1)
     poll_timeout_ms: int = Field(default=100, ge=1)
     group_id: str = "triage-aggregator"
+
+
+class MonitorSettings(CommonSettings):
+    """`triage monitor`: results joined with corrections, live quality per class version."""
+
+    correction_horizon_s: float = Field(
+        default=86400.0,
+        gt=0,
+        description="how long a result is kept waiting for its correction; a correction for"
+        " a result older than this finds nothing (unknown_id)",
+    )
+    correction_wait_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="how long a correction that arrived before its result waits for it, then"
+        " unknown_id",
+    )
+    quality_window_s: float = Field(
+        default=3600.0, gt=0, description="the sliding window of the live figures"
+    )
+    max_batch: int = Field(default=2000, ge=1)
+    poll_timeout_ms: int = Field(default=100, ge=1)
+    group_id: str = "triage-monitor"
 
 
 class ProducerSettings(CommonSettings):

@@ -297,7 +297,7 @@ def run_once(
     if threads is not None:  # the encoder's (no other service has threads to set)
         env["TRIAGE_THREADS"] = str(threads)
     children = supervisor.plan(
-        models_dir, supervisor.inputs_of(models_dir, labels), colocated, None, env
+        models_dir, supervisor.inputs_of(models_dir, labels), colocated, None, env, monitor=False
     )
     gateway = None
     if via == "http":

@@ -97,7 +97,7 @@ def state_bench(
     ensure_topics(settings)
     env = {"TRIAGE_JOIN_TIMEOUT_S": "600"} | supervisor.connection_env(settings)
     children = supervisor.plan(
-        models_dir, supervisor.inputs_of(models_dir, labels), True, None, env
+        models_dir, supervisor.inputs_of(models_dir, labels), True, None, env, monitor=False
     )
     aggregator = children[-1]
     for child in children:

@@ -1,4 +1,4 @@
-"""`triage up`: every classifier, the encoders they read and the aggregator, as processes.
+"""`triage up`: every classifier, the encoders they read, the aggregator and the monitor.
 
 Children are the same `triage` commands an operator would run by hand. A child that exits
 unexpectedly is restarted after a short pause; SIGTERM or Ctrl-C stops all of them with SIGTERM
@@ -49,10 +49,13 @@ def plan(
     colocated: bool,
     metrics_base: int | None,
     env: dict[str, str] | None = None,
+    monitor: bool = True,
 ) -> list[Child]:
     """The processes `up` runs for the classes of `reads` (label → what its model reads): one
     per classifier (or one per input, co-located), one `triage encoder` per encoder some head
-    reads, and the aggregator, each with `env` on top of this process's environment."""
+    reads, the aggregator and the monitor (offline figures from the same models), each with
+    `env` on top of this process's environment. Metrics ports: the aggregator on the base,
+    classifiers next, then the encoders, the monitor last."""
     env = env or {}
     by_input: dict[str, list[str]] = {}
     for label, source in sorted(reads.items()):
@@ -74,6 +77,10 @@ def plan(
         children.append(Child(f"encoder {encoder}", argv, env | port))
     aggregator = triage_argv("aggregate")
     children.append(Child("aggregator", aggregator, env | _metrics_env(metrics_base, 0)))
+    if monitor:
+        argv = triage_argv("monitor", "--models", str(models))
+        last = len(groups) + len(encoders) + 1
+        children.append(Child("monitor", argv, env | _metrics_env(metrics_base, last)))
     return children
 
 

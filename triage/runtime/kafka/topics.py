@@ -69,6 +69,9 @@ def ensure_topics(settings: CommonSettings) -> None:
             settings.scores,
             settings.labels,
             settings.dead_letters,
+            # keyed by message id like `labels`, with as many partitions: the monitor meets a
+            # correction and its result in the same partition number
+            settings.corrections,
         )
     }
     wanted[settings.registry] = {
@@ -76,11 +79,13 @@ def ensure_topics(settings: CommonSettings) -> None:
         "replication_factor": rf,
         "configs": compacted,
     }
-    wanted[settings.aggregator_state] = {
-        "num_partitions": parts,
-        "replication_factor": rf,
-        "configs": compacted | CHANGELOG_CONFIGS,
-    }
+    for changelog in (settings.aggregator_state, settings.monitor_state):
+        wanted[changelog] = {
+            "num_partitions": parts,
+            "replication_factor": rf,
+            "configs": compacted | CHANGELOG_CONFIGS,
+        }
+    wanted[settings.quality] = {"num_partitions": 1, "replication_factor": rf, "configs": compacted}
     client = admin(settings)
     try:
         existing = set(client.list_topics())
