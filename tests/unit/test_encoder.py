@@ -252,7 +252,10 @@ def test_up_starts_an_encoder_for_the_heads_that_read_one():
         "classifier (colocated, features:minilm-l6-int8@1111111111111111)",
         "encoder minilm-l6-int8",
         "aggregator",
+        "monitor",
     ]
     assert children[2].argv[-3:] == ["encoder", "--encoder", "minilm-l6-int8"]
     ports = [c.env["TRIAGE_METRICS_PORT"] for c in children]
-    assert len(set(ports)) == 4
+    assert len(set(ports)) == 5
+    without = supervisor.plan(Path("m"), reads, colocated=True, metrics_base=None, monitor=False)
+    assert [c.name for c in without][-1] == "aggregator"
