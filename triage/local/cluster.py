@@ -334,15 +334,23 @@ def leader_of(bootstrap: str, topic: str, partition: int) -> int:
 # --- starting ---------------------------------------------------------------------------
 
 
-def _describe_from_any(servers: list[str], topic: str) -> list[dict[str, Any]]:
+def _describe_from_any(
+    servers: list[str], topic: str, deadline_s: float = 90
+) -> list[dict[str, Any]]:
+    """Every server in turn, round after round until `deadline_s`: seen in CI, right after a
+    node was killed on a busy machine, neither live node answered within 15 s once."""
     last: Exception | None = None
-    for server in servers:
-        try:
-            with _admin(server, timeout_s=15) as admin:
-                return admin.describe_topics([topic])
-        except (OSError, KafkaError, LocalKafkaError) as exc:
-            last = exc
-    raise LocalKafkaError(f"no server of {','.join(servers)} answered: {last}")
+    deadline = time.monotonic() + deadline_s
+    while True:
+        for server in servers:
+            try:
+                with _admin(server, timeout_s=15) as admin:
+                    return admin.describe_topics([topic])
+            except (OSError, KafkaError, LocalKafkaError) as exc:
+                last = exc
+        if time.monotonic() > deadline:
+            raise LocalKafkaError(f"no server of {','.join(servers)} answered: {last}")
+        time.sleep(1)
 
 
 def _start_fresh(
