@@ -163,10 +163,13 @@ def test_broker_restart_mid_stream(own_cluster, own_procs, demo_models):
 # Seen in CI: after the second leader kill, all three classifier units' consumers stayed out of
 # their groups (kafka-python 3.0.12 never completed the join). The runtime ends such a session
 # after 60 s and starts a new one; the check waits long enough for that recovery to show.
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1000)
 @pytest.mark.parametrize("own_cluster", [3], indirect=True)
 def test_partition_leaders_killed_on_three_nodes(own_cluster, own_procs, demo_models):
-    start_pipeline(own_procs, demo_models)
+    # Seen in CI twice: after the second kill some texts' scores from one unit came more than
+    # 180 s late, while every unit had rejoined its group (cause not found yet). This test is
+    # about nothing lost, doubled or mislabelled, so the join waits 420 s for them.
+    start_pipeline(own_procs, demo_models, join_timeout="420")
     settings = CommonSettings()
     records = stream(2000)
     streamer = Streamer(records, rate=200)
@@ -185,4 +188,4 @@ def test_partition_leaders_killed_on_three_nodes(own_cluster, own_procs, demo_mo
         kafka_local.start_node(own_cluster, second)
     streamer.join()
     assert streamer.error is None, streamer.error
-    check_exactly_once(records, demo_models, timeout_s=600)
+    check_exactly_once(records, demo_models, timeout_s=720)
