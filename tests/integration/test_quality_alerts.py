@@ -154,7 +154,11 @@ def test_a_degraded_version_fires_the_alert_and_drops_its_panel_only(
     assert after[(label, "*")] < before[(label, "*")] - 0.1  # the class's own line drops
     # The other classes' panels stay flat. Not exactly: texts of the class that version 2 misses
     # are routed elsewhere (measured: the largest drop, 0.846 → 0.814, lost_or_stolen_card).
+    # `other` is left out: version 2 was taught to take its texts, so its own precision moves
+    # with them (seen in CI: 0.75 → 0.83).
     for x in labels[1:]:
+        if x == other:
+            continue
         for v in ("1", "*"):
             assert abs(after[(x, v)] - before[(x, v)]) <= 0.05, (x, before, after)
     # Every panel of the quality dashboard, drawn from this run, has data.
