@@ -77,7 +77,7 @@ def test_bench_with_an_encoder_reports_its_limit_and_half_rate_latency(env, tmp_
     assert report["encoder_ratio"] == round(
         report["throughput"] / report["encoder_inprocess_throughput"], 3
     )
-    assert report["half_rate"] == round(report["encoder_inprocess_throughput"] / 2, 1)
+    assert abs(report["half_rate"] - report["encoder_inprocess_throughput"] / 2) <= 0.1
     for run in report["runs"] + report["half_rate_runs"]:
         assert (run["results"], run["missing"], run["duplicates"]) == (60, 0, 0)
         assert run["agreement"] == 1.0 and run["complete"] == 1.0
