@@ -71,7 +71,10 @@ def check_exactly_once(records, models, timeout_s: float = 300, all_complete: bo
     counts = Counter(r.id for r in results)
     duplicates = [i for i, c in counts.items() if c > 1]
     letters = [d for d in read_dead_letters(CommonSettings()) if d.id in ids]
-    assert not duplicates, f"{len(duplicates)} texts got two results"
+    assert not duplicates, f"{len(duplicates)} texts got two results, e.g. " + "; ".join(
+        repr([(r.label, r.complete, r.decided_at_ms, r.versions) for r in results if r.id == i])
+        for i in duplicates[:3]
+    )
     assert not letters, f"good texts dead-lettered: {letters[:3]}"
     assert len(counts) == len(ids)
     if all_complete:
