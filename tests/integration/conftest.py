@@ -80,6 +80,18 @@ class Processes:
         self.running[name] = proc
         return proc
 
+    def run(
+        self, *args: str, extra_env: dict[str, str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
+        """One `triage` command to its end, with this test's environment; output captured."""
+        return subprocess.run(
+            [sys.executable, "-m", "triage.cli", *args],
+            env=self.env | (extra_env or {}),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
         proc = self.running.pop(name)
         proc.send_signal(sig)

@@ -17,7 +17,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -154,13 +153,7 @@ def test_second_encoder_in_shadow_then_promoted_class_by_class(
     assert manifest.version == "2" and manifest.reads.startswith("features:minilm-l3@")
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "triage.cli", *args],
-            env=procs.env | ENV,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return procs.run(*args, extra_env=ENV)
 
     procs.start("aggregator", "aggregate", "--join-timeout-s", "60", extra_env=ENV)
     procs.start("enc-l6", "encoder", "--threads", "1", extra_env=ENV)

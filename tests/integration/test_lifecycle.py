@@ -16,7 +16,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import time
 import urllib.request
 from collections import Counter
@@ -74,13 +73,7 @@ def test_add_shadow_promote_retire_while_texts_keep_coming(procs, demo_models, v
     a, b, c, d = labels[:4]  # a gets a version 2, c is retired, d is added
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "triage.cli", *args],
-            env=procs.env | LIFECYCLE_ENV,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return procs.run(*args, extra_env=LIFECYCLE_ENV)
 
     def roles() -> dict[tuple[str, str], dict]:
         listed = cli("classifiers", "--json")

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Mapping
 
 from kafka import KafkaConsumer, KafkaProducer
-from kafka.errors import KafkaTimeoutError
+from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import ConsumerGroupMetadata, MemberState, OffsetAndMetadata, TopicPartition
 
 from triage.runtime.liveness import beat
@@ -40,8 +40,10 @@ def commit_batch(
     """
     producer.begin_transaction()
     try:
-        for out in outputs:
+        sent = [
             producer.send(out.topic, key=out.key, value=out.value, partition=out.partition)
+            for out in outputs
+        ]
         if offsets and consumer is not None:
             manager = producer._transaction_manager
             _await(
@@ -56,6 +58,7 @@ def commit_batch(
                 "sending offsets to the transaction",
                 timeout_s,
             )
+        _check_sent(producer, sent, timeout_s)
         _await(producer, producer._transaction_manager.begin_commit(), "committing", timeout_s)
     except BaseException:
         _abort_quietly(producer)
@@ -91,6 +94,26 @@ def _await(producer: KafkaProducer, result, what: str, timeout_s: float) -> None
     producer._sender.wakeup()
     if not result.wait(timeout_ms=timeout_s * 1000):
         raise KafkaTimeoutError(f"{what} took longer than {timeout_s:.0f}s")
+
+
+def _check_sent(producer: KafkaProducer, sent: list, timeout_s: float) -> None:
+    """Raise unless every output of the transaction was written.
+
+    kafka-python commits a transaction even when one of its sends failed for good (a batch
+    past its delivery timeout fails without any change of transaction state): the outputs
+    would commit with a part missing. Java's producer refuses to commit then; so do we."""
+    beat()
+    producer.flush(timeout=timeout_s)
+    failed = [future for future in sent if not future.is_done or future.failed()]
+    if not failed:
+        return
+    errors = [future.exception for future in failed if future.is_done]
+    log.warning(
+        "%d of %d outputs not written (%r): not committing", len(failed), len(sent), errors[:1]
+    )
+    if errors and isinstance(errors[0], KafkaError):
+        raise errors[0]  # as it is: an authorization error must stay one
+    raise KafkaTimeoutError(f"{len(failed)} of {len(sent)} outputs not acknowledged in time")
 
 
 def _abort_quietly(producer: KafkaProducer) -> None:
