@@ -93,6 +93,18 @@ def test_a_text_encodes_the_same_alone_or_in_any_batch(encoder):
     assert cos[0, 3] > cos[0, 1]
 
 
+def test_a_companion_encoder_sits_beside_the_transformer(encoder):
+    pair = SentenceEncoder("minilm-l6-use", threads=2)
+    assert re.fullmatch(r"minilm-l6-use@[0-9a-f]{16}", pair.identity)
+    together = pair.encode(TEXTS)
+    alone = np.vstack([pair.encode([t]) for t in TEXTS])
+    assert together.shape == (4, pair.dim) == (4, 384 + 512)
+    assert np.allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
+    assert np.abs(together - alone).max() < 1e-5
+    # the first 384 are the transformer's own embedding, scaled with its companion's to norm 1
+    assert np.abs(together[:, :384] * np.sqrt(2) - encoder.encode(TEXTS)).max() < 1e-5
+
+
 def test_training_embeddings_are_cached_and_served_as_the_wire_sends_them(
     encoder, tmp_path, monkeypatch
 ):
