@@ -11,6 +11,8 @@ import sys
 import pytest
 from conftest import DEMO_TRAIN
 
+from encoder.sentence import DEFAULT
+
 # A bench run does fixed work besides the pipeline (the in-process limit, the no-Kafka rate, the
 # join cost with 100,000 pending joins): on a slow hour of this 2-core machine the per-process
 # case took over 300 s, the suite's default limit. The command's own timeout is 600 s.
@@ -72,7 +74,7 @@ def test_bench_with_an_encoder_reports_its_limit_and_half_rate_latency(env, tmp_
     args = ["--data", str(DEMO_TRAIN), "--classes", "3", "--messages", "60", "--repeat", "1"]
     args += ["--warmup", "20", "--encoder", "default", "--threads", "1", "--json"]
     report = run_bench(env | {"TRIAGE_CACHE_DIR": str(tmp_path)}, *args)
-    assert report["encoder"].startswith("minilm-l6-int8@") and report["encoder_threads"] == 1
+    assert report["encoder"].startswith(DEFAULT + "@") and report["encoder_threads"] == 1
     assert report["encoder_inprocess_throughput"] > 0
     assert report["encoder_ratio"] == round(
         report["throughput"] / report["encoder_inprocess_throughput"], 3

@@ -28,6 +28,7 @@ from conftest import DEMO_TRAIN, Processes, Streamer, stream, wait_for_registry,
 from aggregator.decision import decide
 from consumers.artifacts import available_labels, load_models
 from consumers.scoring import Scorer
+from encoder.sentence import DEFAULT
 from producer.publisher import Publisher
 from schemas.models import TextRecord
 from training.embeddings import embed, load_encoder
@@ -172,10 +173,10 @@ def test_second_encoder_in_shadow_then_promoted_class_by_class(
     listed = cli("classifiers", "--json")
     rows = {(r["label"], r["version"]): r for r in map(json.loads, listed.stdout.splitlines())}
     assert rows[(a, "2")]["reads"] == manifest.reads
-    assert rows[(a, "1")]["reads"].startswith("features:minilm-l6-int8@")
+    assert rows[(a, "1")]["reads"].startswith(f"features:{DEFAULT}@")
     # Each head skips the features of the other encoder, and says so once.
     assert re.search(r"skipping those of minilm-l3@[0-9a-f]{16}", procs.log("voting"))
-    assert re.search(r"skipping those of minilm-l6-int8@[0-9a-f]{16}", procs.log("shadow"))
+    assert re.search(rf"skipping those of {DEFAULT}@[0-9a-f]{{16}}", procs.log("shadow"))
 
     promoted = cli("promote", "--label", a, "--version", "2")
     assert promoted.returncode == 0, promoted.stderr
