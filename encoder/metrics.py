@@ -7,7 +7,7 @@ from prometheus_client import Counter, Gauge, Histogram
 ENCODED = Counter("triage_encoder_texts", "Texts encoded (committed)", ["encoder"])
 BATCH_SECONDS = Histogram(
     "triage_encoder_batch_seconds",
-    "Time to encode one polled batch",
+    "Time to encode one batch (a poll's texts, `encode_batch` at a time)",
     ["encoder"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )

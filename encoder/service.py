@@ -7,12 +7,17 @@ a text the stage cannot read is passed on as a record with a `refusal`, which ev
 into a refusal score, so it still ends as exactly one dead letter. Several encoders may run side
 by side (each in its own group, `triage-encoder-<name>`) on the one topic: a head reads only
 the records of the identity it was trained on.
+
+A poll's texts are encoded 128 at a time (`encode_batch`), each 128 one transaction, which the
+run loop commits while the next 128 encode (`Service.overlap_chunk`): the encoder's cores are not
+idle while its transaction commits, and neither are the heads waiting for it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 
 from encoder import metrics
 from encoder.sentence import SentenceEncoder
@@ -37,11 +42,13 @@ class EncoderStage(Service):
         self.inputs = (settings.texts,)
         self.outputs = (settings.features,)
         self.max_batch = settings.max_batch
+        self.overlap_chunk = settings.encode_batch
         self.poll_timeout_ms = settings.poll_timeout_ms
-        self._encoded = 0
+        self._encoded: deque[int] = deque()  # texts of each `process` not yet committed
         metrics.ENCODER_INFO.labels(encoder.name, encoder.identity).set(1)
 
     def open(self, session: Session) -> None:
+        self._encoded.clear()  # the last session's uncommitted batches were aborted
         log.info(
             "encoder %s (%d dimensions, %d threads) → %s",
             self.encoder.identity,
@@ -73,13 +80,13 @@ class EncoderStage(Service):
             for record, rejected in decoded
             if isinstance(rejected, Rejected)
         ]
-        self._encoded = len(good)
+        self._encoded.append(len(good))
         return outputs
 
     def committed(self) -> None:
-        if self._encoded:
-            metrics.ENCODED.labels(self.encoder.name).inc(self._encoded)
-            self._encoded = 0
+        encoded = self._encoded.popleft()
+        if encoded:
+            metrics.ENCODED.labels(self.encoder.name).inc(encoded)
 
     def _features(self, record: Record, message_id: str, text: str, row: str, scale: float):
         # Our own freshly computed values: constructed without re-validation (hot path).

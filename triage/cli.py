@@ -310,7 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--encoder", metavar="NAME", help="which encoder (default: `default`)")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: usable CPUs)")
-    p.add_argument("--max-batch", type=int, help="texts polled and encoded at once (64)")
+    p.add_argument("--max-batch", type=int, help="texts polled at once (512)")
+    p.add_argument(
+        "--encode-batch",
+        type=int,
+        help="texts encoded at once and committed in one transaction, which commits while the "
+        "next encode (128)",
+    )
     p.add_argument("--list", action="store_true", help="list the encoders installed and exit")
     _kafka_flags(p)
     p.set_defaults(func=cmd_encoder)

@@ -103,7 +103,10 @@ def test_encoder_killed_minus_nine_mid_stream(procs: Processes, encoder_models):
         args = [a for label in part for a in ("--label", label)]
         procs.start(name, "classifier", "--models", str(models), *args)
     procs.start("aggregator", "aggregate", "--join-timeout-s", "180")
-    procs.start("encoder", "encoder", "--instance-id", "enc", "--threads", "1")
+    # Chunks of 16: the backlog a restart finds (polls of up to 256) commits as several
+    # transactions, each while the next chunk encodes, so kills land between and inside them.
+    overlap = {"TRIAGE_ENCODE_BATCH": "16"}
+    procs.start("encoder", "encoder", "--instance-id", "enc", "--threads", "1", extra_env=overlap)
     wait_for_registry(set(labels), timeout_s=120)
 
     run = uuid.uuid4().hex[:6]
@@ -118,7 +121,9 @@ def test_encoder_killed_minus_nine_mid_stream(procs: Processes, encoder_models):
         time.sleep(rng.uniform(2.0, 5.0))
         procs.stop("encoder", signal.SIGKILL)
         kills += 1
-        procs.start("encoder", "encoder", "--instance-id", "enc", "--threads", "1")
+        procs.start(
+            "encoder", "encoder", "--instance-id", "enc", "--threads", "1", extra_env=overlap
+        )
     streamer.join()
     assert streamer.error is None, streamer.error
 

@@ -150,6 +150,21 @@ def test_the_stage_publishes_one_features_record_a_text_and_passes_refusals_on(e
     assert bad.refusal.source_offset == 9 and bad.source == "t-texts:0:9"
 
 
+def test_each_chunk_counts_its_own_texts_when_committed_after_the_next_was_encoded(encoder):
+    from encoder import metrics as encoder_metrics
+
+    encoded = encoder_metrics.ENCODED.labels(encoder.name)
+    service = stage(encoder)
+    assert service.overlap_chunk == 128 and service.max_batch == 512
+    before = encoded._value.get()
+    service.process(batch_of([text_record(i, f"m{i}", t) for i, t in enumerate(TEXTS)]), 0)
+    service.process(batch_of([text_record(9, "m9", "my card")]), 0)  # while the first commits
+    service.committed()
+    assert encoded._value.get() - before == len(TEXTS)
+    service.committed()
+    assert encoded._value.get() - before == len(TEXTS) + 1
+
+
 # -- heads on features ------------------------------------------------------------------------
 def features_record(offset: int, features: FeatureRecord) -> ConsumedRecord:
     return ConsumedRecord("t-features", 0, offset, 99, features.id.encode(), encode(features))

@@ -66,6 +66,21 @@ def next_offsets(batch: Batch) -> dict[Partition, int]:
     return {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
 
 
+def chunks_of(batch: Batch, size: int) -> list[dict[Partition, list[Record]]]:
+    """`batch` as consecutive batches of at most `size` records, each partition's records in
+    order across them: committing the chunks one after another commits the batch."""
+    chunks: list[dict[Partition, list[Record]]] = [{}]
+    filled = 0
+    for tp, records in batch.items():
+        for record in records:
+            if filled == size:
+                chunks.append({})
+                filled = 0
+            chunks[-1].setdefault(tp, []).append(record)
+            filled += 1
+    return [chunk for chunk in chunks if chunk]
+
+
 def batch_of(records: Sequence[Record]) -> dict[Partition, list[Record]]:
     """Group records by partition, as a poll returns them (for tests and tools)."""
     grouped: dict[Partition, list[Record]] = {}

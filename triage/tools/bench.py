@@ -484,7 +484,7 @@ def bench(
     shape = deployment_rate(models, sample, colocated, embeddings=sample_served)
     encoding = None
     if encoder is not None:
-        encoding = encoder_rate(encoder, sample[:2000], EncoderSettings().max_batch)
+        encoding = encoder_rate(encoder, sample[:2000], EncoderSettings().encode_batch)
         log.info("encoder %s: %.0f texts/s in process", encoder.identity, encoding)
     settle_heap()  # no full collection pausing the result collector's clock mid-run
 
