@@ -199,9 +199,10 @@ class JoinTable:
         """A score after its text was decided: nothing changes, but a missing voter that
         answered at last is one less reason to keep the marker."""
         self.counts["late_scores"] += 1
-        if marker.missing is None or not marker.missing & _keys(score):
+        missing = marker.missing
+        if missing is None or not (answered := missing & _keys(score)):
             return
-        marker.missing -= _keys(score)
+        missing -= answered  # in place: the marker's own set
         if marker.missing:
             self.changes[message_id] = marker
             return

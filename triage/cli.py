@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -778,9 +779,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from triage.tools.bench import bench, format_summary
 
-    settings, started_broker = _bench_cluster(settings_from(CommonSettings, args))
-    try:
-        report = bench(
+    report = _on_bench_cluster(
+        "bench",
+        args,
+        lambda settings: bench(
             settings,
             args.data,
             args.classes,
@@ -794,13 +796,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
             broker_pids=_local_broker_pids(settings),
             encoder_name=args.encoder,
             threads=args.threads,
-        )
-    except TimeoutError as exc:  # the pipeline did not start or keep up; the logs say which
-        print(f"triage bench: error: {exc}", file=sys.stderr)
+        ),
+    )
+    if report is None:
         return 1
-    finally:
-        if started_broker:
-            local_cluster.stop()
     print(json.dumps(report, indent=2) if args.json else format_summary(report))
     return 0 if report["missing"] == 0 and report["duplicates"] == 0 else 1
 
@@ -812,17 +811,31 @@ def cmd_bench_state(args: argparse.Namespace) -> int:
         points = sorted({int(p) for p in args.points.split(",")})
     except ValueError:
         raise ConfigError(f"--points: not a list of integers: {args.points!r}") from None
+    report = _on_bench_cluster(
+        "bench-state",
+        args,
+        lambda settings: state_bench(settings, args.data, args.classes, points, args.models),
+    )
+    if report is None:
+        return 1
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0 if report["results"] == report["expected"] and not report["duplicates"] else 1
+
+
+def _on_bench_cluster(
+    name: str, args: argparse.Namespace, run: Callable[[CommonSettings], dict[str, Any]]
+) -> dict[str, Any] | None:
+    """`run`'s report on the configured cluster, or on a local one started for it and stopped
+    after; None (the reason printed) when the pipeline did not start or keep up."""
     settings, started_broker = _bench_cluster(settings_from(CommonSettings, args))
     try:
-        report = state_bench(settings, args.data, args.classes, points, args.models)
-    except TimeoutError as exc:
-        print(f"triage bench-state: error: {exc}", file=sys.stderr)
-        return 1
+        return run(settings)
+    except TimeoutError as exc:  # the logs say which part did not start or keep up
+        print(f"triage {name}: error: {exc}", file=sys.stderr)
+        return None
     finally:
         if started_broker:
             local_cluster.stop()
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
-    return 0 if report["results"] == report["expected"] and not report["duplicates"] else 1
 
 
 def _local_broker_pids(settings: CommonSettings) -> list[int]:

@@ -124,11 +124,10 @@ def inprocess_rate(
     units = [models] if colocated else [[m] for m in models]
     scorers = [Scorer(unit) for unit in units]
     for scorer in scorers:
-        scorer.score(texts[:batch], _rows(embeddings, 0, batch))  # warm-up
+        _score_batches(scorer, texts[:batch], embeddings, batch)  # warm-up
     started = time.process_time()
-    for start in range(0, len(texts), batch):
-        for scorer in scorers:
-            scorer.score(texts[start : start + batch], _rows(embeddings, start, start + batch))
+    for scorer in scorers:
+        _score_batches(scorer, texts, embeddings, batch)
     return len(texts) / (time.process_time() - started)
 
 
@@ -142,16 +141,20 @@ def encoder_rate(encoder: SentenceEncoder, texts: list[str], batch: int) -> floa
     return len(texts) / (time.perf_counter() - started)
 
 
-def _rows(embeddings: np.ndarray | None, start: int, stop: int) -> np.ndarray | None:
-    return None if embeddings is None else embeddings[start:stop]
+def _score_batches(
+    scorer: Scorer, texts: list[str], embeddings: np.ndarray | None, batch: int
+) -> None:
+    """`texts` (and their rows of `embeddings`, if any) scored `batch` at a time."""
+    for start in range(0, len(texts), batch):
+        rows = None if embeddings is None else embeddings[start : start + batch]
+        scorer.score(texts[start : start + batch], rows)
 
 
 def _score_unit(unit, texts, embeddings, batch: int, start, results) -> None:
     scorer = Scorer(unit)
-    scorer.score(texts[:batch], _rows(embeddings, 0, batch))  # warm-up
+    _score_batches(scorer, texts[:batch], embeddings, batch)  # warm-up
     start.wait()
-    for i in range(0, len(texts), batch):
-        scorer.score(texts[i : i + batch], _rows(embeddings, i, i + batch))
+    _score_batches(scorer, texts, embeddings, batch)
     results.put(time.perf_counter())
 
 
@@ -227,18 +230,39 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLK_TCK
 
 
-class ResultCollector(threading.Thread):
-    """Follows the labels topic (read_committed) and records when each result arrives."""
+class LabelFollower(threading.Thread):
+    """Follows the labels topic (read_committed) from a thread; a subclass keeps what it needs
+    of each polled batch in `received`. `ready` is set once the reader is subscribed."""
 
-    def __init__(self, settings: CommonSettings, expected: int) -> None:
+    def __init__(self, settings: CommonSettings) -> None:
         super().__init__(daemon=True)
         self.settings = settings
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+
+    def received(self, records: list[Any], now: float) -> None:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        reader = TopicReader(self.settings, self.settings.labels, fetch_max_wait_ms=20)
+        self.ready.set()
+        try:
+            while not self.stop.is_set():
+                records = reader.poll(timeout_ms=100)
+                self.received(records, time.time())
+        finally:
+            reader.close()
+
+
+class ResultCollector(LabelFollower):
+    """Records when each result arrives, its label, latency and completeness."""
+
+    def __init__(self, settings: CommonSettings, expected: int) -> None:
+        super().__init__(settings)
         self.expected = expected
         # id -> every arrival: (wall clock, label, latency ms, complete)
         self.arrivals: dict[str, list[tuple[float, str | None, int, bool]]] = {}
         self.done = threading.Event()
-        self.stop = threading.Event()
-        self.ready = threading.Event()
 
     def wait_for(self, ids: list[str], timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -248,25 +272,17 @@ class ResultCollector(threading.Thread):
             time.sleep(0.01)
         return True
 
-    def run(self) -> None:
-        reader = TopicReader(self.settings, self.settings.labels, fetch_max_wait_ms=20)
-        self.ready.set()
-        try:
-            while not self.stop.is_set():
-                records = reader.poll(timeout_ms=100)
-                now = time.time()
-                for record in records:
-                    result = decode_label(record.value)
-                    if isinstance(result, Rejected):
-                        continue
-                    latency_ms = now * 1000 - result.text_timestamp_ms
-                    self.arrivals.setdefault(result.id, []).append(
-                        (now, result.label, int(latency_ms), result.complete)
-                    )
-                if len(self.arrivals) >= self.expected:
-                    self.done.set()
-        finally:
-            reader.close()
+    def received(self, records: list[Any], now: float) -> None:
+        for record in records:
+            result = decode_label(record.value)
+            if isinstance(result, Rejected):
+                continue
+            latency_ms = now * 1000 - result.text_timestamp_ms
+            self.arrivals.setdefault(result.id, []).append(
+                (now, result.label, int(latency_ms), result.complete)
+            )
+        if len(self.arrivals) >= self.expected:
+            self.done.set()
 
 
 def run_once(

@@ -15,21 +15,20 @@ from __future__ import annotations
 
 import logging
 import signal
-import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from producer.publisher import Publisher
 from schemas.models import TextRecord
 from training.train import read_dataset
 from triage.registry.store import wait_for_classifiers
 from triage.runtime.kafka.admin import end_offsets
-from triage.runtime.kafka.reader import TopicReader
 from triage.runtime.kafka.topics import ensure_topics
 from triage.runtime.settings import CommonSettings, ProducerSettings
 from triage.tools import supervisor
-from triage.tools.bench import prepare_models, select_classes
+from triage.tools.bench import LabelFollower, prepare_models, select_classes
 
 log = logging.getLogger(__name__)
 
@@ -37,35 +36,24 @@ CHUNK = 20_000  # texts per publish call: bounded memory in the publisher
 PROBES = 20
 
 
-class _Arrivals(threading.Thread):
-    """Follows the labels topic and keeps the ids (keys only: no JSON decoding)."""
+class _Arrivals(LabelFollower):
+    """Keeps the ids of the results (keys only: no JSON decoding)."""
 
     def __init__(self, settings: CommonSettings) -> None:
-        super().__init__(daemon=True)
-        self.settings = settings
+        super().__init__(settings)
         self.seen: set[bytes] = set()
         self.duplicates = 0
         self.first_at: dict[bytes, float] = {}
         self.watch: set[bytes] = set()
-        self.stop = threading.Event()
-        self.ready = threading.Event()
 
-    def run(self) -> None:
-        reader = TopicReader(self.settings, self.settings.labels, fetch_max_wait_ms=20)
-        self.ready.set()
-        try:
-            while not self.stop.is_set():
-                records = reader.poll(timeout_ms=100)
-                now = time.time()
-                for record in records:
-                    key = record.key or b""
-                    if key in self.seen:
-                        self.duplicates += 1
-                    self.seen.add(key)
-                    if key in self.watch:
-                        self.first_at.setdefault(key, now)
-        finally:
-            reader.close()
+    def received(self, records: list[Any], now: float) -> None:
+        for record in records:
+            key = record.key or b""
+            if key in self.seen:
+                self.duplicates += 1
+            self.seen.add(key)
+            if key in self.watch:
+                self.first_at.setdefault(key, now)
 
     def wait_for(self, count: int, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
