@@ -199,10 +199,9 @@ class JoinTable:
         """A score after its text was decided: nothing changes, but a missing voter that
         answered at last is one less reason to keep the marker."""
         self.counts["late_scores"] += 1
-        missing = marker.missing
-        if missing is None or not (answered := missing & _keys(score)):
+        if marker.missing is None or not marker.missing & _keys(score):
             return
-        missing -= answered  # in place: the marker's own set
+        marker.missing -= _keys(score)
         if marker.missing:
             self.changes[message_id] = marker
             return

@@ -123,11 +123,9 @@ def inprocess_rate(
     """Texts/s one core scores in batches: the limit the pipeline is compared with."""
     units = [models] if colocated else [[m] for m in models]
     scorers = [Scorer(unit) for unit in units]
-    for scorer in scorers:
-        _score_batches(scorer, texts[:batch], embeddings, batch)  # warm-up
+    _score_batches(scorers, texts[:batch], embeddings, batch)  # warm-up
     started = time.process_time()
-    for scorer in scorers:
-        _score_batches(scorer, texts, embeddings, batch)
+    _score_batches(scorers, texts, embeddings, batch)
     return len(texts) / (time.process_time() - started)
 
 
@@ -142,19 +140,21 @@ def encoder_rate(encoder: SentenceEncoder, texts: list[str], batch: int) -> floa
 
 
 def _score_batches(
-    scorer: Scorer, texts: list[str], embeddings: np.ndarray | None, batch: int
+    scorers: list[Scorer], texts: list[str], embeddings: np.ndarray | None, batch: int
 ) -> None:
-    """`texts` (and their rows of `embeddings`, if any) scored `batch` at a time."""
+    """`texts` (and their rows of `embeddings`, if any) `batch` at a time, each batch scored by
+    every scorer in turn."""
     for start in range(0, len(texts), batch):
         rows = None if embeddings is None else embeddings[start : start + batch]
-        scorer.score(texts[start : start + batch], rows)
+        for scorer in scorers:
+            scorer.score(texts[start : start + batch], rows)
 
 
 def _score_unit(unit, texts, embeddings, batch: int, start, results) -> None:
-    scorer = Scorer(unit)
-    _score_batches(scorer, texts[:batch], embeddings, batch)  # warm-up
+    scorers = [Scorer(unit)]
+    _score_batches(scorers, texts[:batch], embeddings, batch)  # warm-up
     start.wait()
-    _score_batches(scorer, texts, embeddings, batch)
+    _score_batches(scorers, texts, embeddings, batch)
     results.put(time.perf_counter())
 
 
