@@ -4,14 +4,20 @@ FROM python:3.11.11-slim-bookworm
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
+# `triage/` links every source folder (the README's tree): all of them, the links kept.
 COPY triage triage
 COPY schemas schemas
+COPY core core
 COPY producer producer
 COPY consumers consumers
 COPY aggregator aggregator
-COPY training training
-COPY gateway gateway
 COPY encoder encoder
+COPY monitor monitor
+COPY gateway gateway
+COPY training training
+COPY tools tools
+COPY local local
+COPY cli cli
 # `serve` for `triage serve`, `encoder` for `triage encoder`; no `report` extra (matplotlib):
 # the services never plot.
 RUN pip install --no-cache-dir ".[serve,encoder]"

@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml | system-deps
 	$(VENV)/bin/pip install --quiet -e ".[dev,report,serve,encoder]"
 	touch $@
 
-.triage/kafka-libs/.ready: $(VENV)/.installed triage/local/kafka_pom.xml
+.triage/kafka-libs/.ready: $(VENV)/.installed local/kafka_pom.xml
 	$(PY) -c "from triage.local import cluster as k; k.ensure_jars(k.default_libs_dir())"
 	touch $@
 
@@ -44,7 +44,7 @@ lint: install
 	$(VENV)/bin/lint-imports
 
 schemas: install
-	$(PY) -m schemas.export
+	$(PY) -m triage.schemas.export
 
 clean:
 	-$(VENV)/bin/triage kafka stop

@@ -30,11 +30,11 @@ from collections import Counter
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
-from aggregator.decision import decide
-from aggregator.done import DoneIndex, fingerprint_int, source_int, source_text
-from schemas.codec import Reason
-from schemas.models import DecidedBlock, JoinState, LabelRecord, Refusal, ScoreRecord
-from triage.registry.view import RegistryView, Voters
+from triage.aggregator.retry_window import DoneIndex, fingerprint_int, source_int, source_text
+from triage.core.model.decision import decide
+from triage.core.registry.view import RegistryView, Voters
+from triage.schemas.codec import Reason
+from triage.schemas.models import DecidedBlock, JoinState, LabelRecord, Refusal, ScoreRecord
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,9 @@ from collections import Counter as Tally
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from aggregator.decision import would_change_winner
-from schemas.codec import Reason
-from triage.runtime.metrics import DEAD_LETTERS, count_dead_letters
+from triage.core.model.decision import would_change_winner
+from triage.core.runtime.metrics import DEAD_LETTERS, count_dead_letters
+from triage.schemas.codec import Reason
 
 __all__ = ["DEAD_LETTERS", "count_dead_letters"]  # (here since before the monitor counted them)
 

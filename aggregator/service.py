@@ -15,17 +15,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from aggregator import metrics
-from aggregator.done import BLOCK_PREFIX
-from aggregator.join import Conflict, JoinTable, Outcome, Refused
-from schemas.codec import Reason, Rejected, decode_score, encode
-from schemas.models import DeadLetter, DecidedBlock, JoinState, LabelRecord, Refusal, ScoreRecord
-from triage.registry.store import RegistryReader
-from triage.registry.view import RegistryView
-from triage.runtime.app import Service, Session
-from triage.runtime.clock import now_ms as wall_ms
-from triage.runtime.records import Batch, Output, Record
-from triage.runtime.settings import AggregatorSettings
+from triage.aggregator import metrics
+from triage.aggregator.join import Conflict, JoinTable, Outcome, Refused
+from triage.aggregator.retry_window import BLOCK_PREFIX
+from triage.aggregator.settings import AggregatorSettings
+from triage.core.records import Batch, Output, Record
+from triage.core.registry.store import RegistryReader
+from triage.core.registry.view import RegistryView
+from triage.core.runtime.app import Service, Session
+from triage.core.runtime.clock import now_ms as wall_ms
+from triage.schemas.codec import Reason, Rejected, decode_score, encode
+from triage.schemas.models import (
+    DeadLetter,
+    DecidedBlock,
+    JoinState,
+    LabelRecord,
+    Refusal,
+    ScoreRecord,
+)
 
 log = logging.getLogger(__name__)
 

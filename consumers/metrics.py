@@ -1,4 +1,4 @@
-"""The classifier's Prometheus metrics (the runtime's are in `triage.runtime.metrics`)."""
+"""The classifier's Prometheus metrics (the runtime's are in `triage.core.runtime.metrics`)."""
 
 from __future__ import annotations
 

@@ -22,16 +22,17 @@ import hashlib
 import logging
 from collections.abc import Sequence
 
-from consumers import metrics
-from consumers.artifacts import LoadedModel
-from consumers.scoring import Scorer
-from schemas import embedding
-from schemas.codec import Reason, Rejected, decode_features, decode_text, encode, fingerprint
-from schemas.models import ClassifierMode, FeatureRecord, Refusal, ScoreRecord
-from triage.registry.announce import Announcer, Hosted
-from triage.runtime.app import Service, Session
-from triage.runtime.records import Batch, Output, Partition, Record
-from triage.runtime.settings import ClassifierSettings, ConfigError
+from triage.consumers import metrics
+from triage.consumers.settings import ClassifierSettings
+from triage.core.errors import ConfigError
+from triage.core.model.artifacts import LoadedModel
+from triage.core.model.scoring import Scorer
+from triage.core.records import Batch, Output, Partition, Record
+from triage.core.registry.announce import Announcer, Hosted
+from triage.core.runtime.app import Service, Session
+from triage.schemas import embedding
+from triage.schemas.codec import Reason, Rejected, decode_features, decode_text, encode, fingerprint
+from triage.schemas.models import ClassifierMode, FeatureRecord, Refusal, ScoreRecord
 
 log = logging.getLogger(__name__)
 

@@ -20,15 +20,16 @@ import sys
 import time
 from pathlib import Path
 
-from producer.publisher import Publisher
-from schemas.models import TextRecord
-from training.train import read_dataset, train
+from triage.core.kafka.topics import ensure_topics
+from triage.core.registry.store import wait_for_classifiers
+from triage.core.settings import CommonSettings, ConnectionSettings
 from triage.local import cluster as kafka_local
-from triage.registry.store import wait_for_classifiers
-from triage.runtime.kafka.topics import ensure_topics
-from triage.runtime.settings import CommonSettings, ConnectionSettings, ProducerSettings
+from triage.producer.publisher import Publisher
+from triage.producer.settings import ProducerSettings
+from triage.schemas.models import TextRecord
 from triage.tools.results import read_labels
 from triage.tools.supervisor import connection_env
+from triage.training.train import read_dataset, train
 
 HERE = Path(__file__).parent
 DATA = HERE / "data"

@@ -1,4 +1,4 @@
-"""The encoder stage's Prometheus metrics (the runtime's are in `triage.runtime.metrics`)."""
+"""The encoder stage's Prometheus metrics (the runtime's are in `triage.core.runtime.metrics`)."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from triage.runtime.settings import OperatorError
+from triage.core.errors import OperatorError
 
 # Recommended: on BANKING77's held-out 20 %, 77 heads on TF-IDF plus MiniLM-L6 beside USE route
 # 93.2 % (TF-IDF alone 91.2 %, MiniLM-L6 alone 93.0 %, L6 + L3 93.1 %) at 288 texts/s on 2

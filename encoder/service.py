@@ -19,14 +19,14 @@ import logging
 import time
 from collections import deque
 
-from encoder import metrics
-from encoder.sentence import SentenceEncoder
-from schemas import embedding
-from schemas.codec import Rejected, decode_text, encode, fingerprint
-from schemas.models import FeatureRecord, Refusal
-from triage.runtime.app import Service, Session
-from triage.runtime.records import Batch, Output, Record
-from triage.runtime.settings import EncoderSettings
+from triage.core.records import Batch, Output, Record
+from triage.core.runtime.app import Service, Session
+from triage.encoder import metrics
+from triage.encoder.sentence import SentenceEncoder
+from triage.encoder.settings import EncoderSettings
+from triage.schemas import embedding
+from triage.schemas.codec import Rejected, decode_text, encode, fingerprint
+from triage.schemas.models import FeatureRecord, Refusal
 
 log = logging.getLogger(__name__)
 

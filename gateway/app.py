@@ -25,11 +25,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from gateway.results import Outcome
-from gateway.service import Answer, Gateway, Unavailable
-from triage.registry.lifecycle import classifier_rows, row_json
-from triage.runtime.clock import now_ms
-from triage.runtime.settings import ConfigError, GatewaySettings
+from triage.core.errors import ConfigError
+from triage.core.registry.lifecycle import classifier_rows, row_json
+from triage.core.runtime.clock import now_ms
+from triage.gateway.results import Outcome
+from triage.gateway.service import Answer, Gateway, Unavailable
+from triage.gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 

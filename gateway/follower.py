@@ -16,15 +16,15 @@ import threading
 import time
 from collections.abc import Callable
 
-from gateway.results import Outcome, ResultIndex
-from schemas.codec import Reason, Rejected, decode_label
-from schemas.models import DeadLetter
-from triage.registry.store import RegistryReader
-from triage.registry.view import RegistryView
-from triage.runtime.kafka import KafkaError
-from triage.runtime.kafka.reader import TopicReader
-from triage.runtime.records import Partition
-from triage.runtime.settings import CommonSettings
+from triage.core.kafka import KafkaError
+from triage.core.kafka.reader import TopicReader
+from triage.core.records import Partition
+from triage.core.registry.store import RegistryReader
+from triage.core.registry.view import RegistryView
+from triage.core.settings import CommonSettings
+from triage.gateway.results import Outcome, ResultIndex
+from triage.schemas.codec import Reason, Rejected, decode_label
+from triage.schemas.models import DeadLetter
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from schemas.models import DeadLetter, LabelRecord
+from triage.schemas.models import DeadLetter, LabelRecord
 
 W = TypeVar("W")
 

@@ -16,14 +16,14 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.follower import Follower
-from gateway.results import Outcome, ResultIndex
-from producer.publisher import Publisher
-from producer.readers import new_id
-from schemas.codec import fingerprint
-from schemas.models import TextRecord
-from triage.runtime.kafka import KafkaError
-from triage.runtime.settings import GatewaySettings
+from triage.core.kafka import KafkaError
+from triage.gateway.follower import Follower
+from triage.gateway.results import Outcome, ResultIndex
+from triage.gateway.settings import GatewaySettings
+from triage.producer.publisher import Publisher
+from triage.producer.readers import new_id
+from triage.schemas.codec import fingerprint
+from triage.schemas.models import TextRecord
 
 log = logging.getLogger(__name__)
 

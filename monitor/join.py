@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from monitor.quality import NONE_LABEL, QualityBook, Truth
-from schemas.codec import Reason, encode
-from schemas.models import CorrectionRecord, LabelRecord, MonitorEntry, QualityCounts
+from triage.core.model.quality import NONE_LABEL, QualityBook, Truth
+from triage.schemas.codec import Reason, encode
+from triage.schemas.models import CorrectionRecord, LabelRecord, MonitorEntry, QualityCounts
 
 RESULT, WAITING, COUNTS = b"r:", b"c:", b"\xffq:"
 

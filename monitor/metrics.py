@@ -15,8 +15,8 @@ from collections.abc import Mapping
 
 from prometheus_client import Counter, Gauge
 
-from monitor.quality import Reference, calibration_error, precision, psi, recall, support
-from schemas.models import QualityTally
+from triage.core.model.quality import Reference, calibration_error, precision, psi, recall, support
+from triage.schemas.models import QualityTally
 
 _LABELS = ["label", "version", "window"]
 PRECISION = Gauge("triage_quality_precision", "Live precision of a class version", _LABELS)

@@ -16,18 +16,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from monitor import metrics
-from monitor.join import COUNTS, CorrectionJoin, Counted, Held, Outcome, Refused
-from monitor.quality import NONE_LABEL, Reference, add, in_window
-from schemas.codec import Reason, Rejected, b64, decode_correction, decode_key, decode_label, encode
-from schemas.models import DeadLetter, QualityCounts, Refusal
-from triage.registry.store import RegistryReader
-from triage.registry.view import RegistryView
-from triage.runtime.app import Service, Session
-from triage.runtime.clock import now_ms as wall_ms
-from triage.runtime.metrics import count_dead_letters
-from triage.runtime.records import Batch, Output, Record
-from triage.runtime.settings import MonitorSettings
+from triage.core.model.quality import NONE_LABEL, Reference, add, in_window
+from triage.core.records import Batch, Output, Record
+from triage.core.registry.store import RegistryReader
+from triage.core.registry.view import RegistryView
+from triage.core.runtime.app import Service, Session
+from triage.core.runtime.clock import now_ms as wall_ms
+from triage.core.runtime.metrics import count_dead_letters
+from triage.monitor import metrics
+from triage.monitor.join import COUNTS, CorrectionJoin, Counted, Held, Outcome, Refused
+from triage.monitor.settings import MonitorSettings
+from triage.schemas.codec import (
+    Reason,
+    Rejected,
+    b64,
+    decode_correction,
+    decode_key,
+    decode_label,
+    encode,
+)
+from triage.schemas.models import DeadLetter, QualityCounts, Refusal
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from producer.readers import new_id
-from schemas.codec import encode
-from schemas.models import CorrectionRecord, TextRecord
-from triage.runtime.kafka import clients
-from triage.runtime.settings import ProducerSettings
+from triage.core.kafka import clients
+from triage.producer.readers import new_id
+from triage.producer.settings import ProducerSettings
+from triage.schemas.codec import encode
+from triage.schemas.models import CorrectionRecord, TextRecord
 
 
 class Publisher:

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
-from schemas.models import TextRecord
-from triage.runtime.settings import OperatorError
+from triage.core.errors import OperatorError
+from triage.schemas.models import TextRecord
 
 Format = Literal["csv", "jsonl", "lines"]
 

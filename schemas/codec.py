@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from schemas.models import (
+from triage.schemas.models import (
     SCHEMA_VERSION,
     Announcement,
     ClassRecord,

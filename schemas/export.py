@@ -1,6 +1,6 @@
 """Export the JSON Schema of every contract to `schemas/json/`, for non-Python clients.
 
-Run `python -m schemas.export` after changing a model; a unit test fails while the files on disk
+Run `python -m triage.schemas.export` after changing a model; a unit test fails while the files on disk
 differ from what the models produce.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from schemas.models import CONTRACTS
+from triage.schemas.models import CONTRACTS
 
 JSON_DIR = Path(__file__).parent / "json"
 

@@ -9,7 +9,7 @@ need() { command -v "$1" >/dev/null 2>&1; }
 missing=()
 need make || missing+=(make)
 need java || missing+=(openjdk-17-jre-headless)  # the local Kafka broker (triage kafka start)
-need mvn || missing+=(maven)                      # fetches the broker's jars (triage/local/kafka_pom.xml)
+need mvn || missing+=(maven)                      # fetches the broker's jars (local/kafka_pom.xml)
 python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)  # .venv/
 need prometheus || missing+=(prometheus)          # tests/integration/test_observability.py
 need promtool || missing+=(prometheus)            # rule checks of deploy/alerts.yml

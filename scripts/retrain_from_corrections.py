@@ -11,7 +11,7 @@ alone is retrained on the merged CSV. Printed as JSON, per class, on the evaluat
 and after: its binary F1 at 0.5 (as `triage evaluate` reports it) and its F1 as routed (the
 argmax over every class, the retrained one swapped in). With no `--label`, the `--worst` K
 classes by F1 before. No broker: the routing is the pipeline's argmax
-(`aggregator.decision.decide`) over the same models' scores. `mean_change` averages the
+(`triage.core.model.decision.decide`) over the same models' scores. `mean_change` averages the
 after − before differences over the classes retrained (`--worst 77`: every class, one by one).
 """
 
@@ -26,10 +26,10 @@ import numpy as np
 from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 
-from aggregator.decision import decide
-from consumers.artifacts import load_models
-from training.corrections import examples_for, merge, to_csv
-from training.train import read_dataset, train
+from triage.core.model.artifacts import load_models
+from triage.core.model.decision import decide
+from triage.training.corrections import examples_for, merge, to_csv
+from triage.training.train import read_dataset, train
 
 
 def scores(models_dir: Path, texts: list[str]) -> dict[str, np.ndarray]:

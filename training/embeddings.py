@@ -3,8 +3,8 @@
 Encoding BANKING77's 10,003 texts takes about 40 s on 2 cores, and `triage train` and
 `triage evaluate` need the same ones, so they are cached per encoder identity and text list
 under `.triage/cache/embeddings/` (`TRIAGE_CACHE_DIR` moves it). Every matrix returned has been
-through the wire's int8 round trip (`schemas.embedding`): a head is fitted and judged on exactly
-the numbers `triage encoder` will send it.
+through the wire's int8 round trip (`triage.schemas.embedding`): a head is fitted and judged on
+exactly the numbers `triage encoder` will send it.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from encoder.sentence import SentenceEncoder
-from schemas.embedding import round_trip
-from training.progress import ProgressBar
-from triage.runtime.settings import OperatorError
+from triage.core.errors import OperatorError
+from triage.encoder.sentence import SentenceEncoder
+from triage.schemas.embedding import round_trip
+from triage.training.progress import ProgressBar
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """`triage evaluate`: judge each classifier, the ensemble, and a multiclass baseline.
 
-The ensemble decides with `aggregator.decision.decide`, the very function the online
+The ensemble decides with `triage.core.model.decision.decide`, the very function the online
 aggregator uses, for the headline numbers and for every abstention threshold. When the
 evaluation CSV is the models' own training file (same sha256), only the held-out split that
 training did not see (same seed and size, read from the manifests) is scored, so the numbers
@@ -22,17 +22,17 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
-from aggregator.decision import decide
-from consumers.artifacts import LoadedModel, load_models
-from consumers.scoring import Scorer
-from training.metrics import (
+from triage.core.model.artifacts import LoadedModel, load_models
+from triage.core.model.decision import decide
+from triage.core.model.scoring import Scorer
+from triage.training.metrics import (
     binary_metrics,
     coverage_point,
     expected_calibration_error,
     reliability_bins,
     top_confusions,
 )
-from training.train import (
+from triage.training.train import (
     SEED,
     TEST_SIZE,
     DataError,
@@ -191,7 +191,7 @@ def _embedder(models: list[LoadedModel]) -> Callable[[list[str]], np.ndarray | N
     identity = identities.pop()
     if identity is None:
         return lambda texts: None
-    from training.embeddings import embed, load_encoder
+    from triage.training.embeddings import embed, load_encoder
 
     encoder = load_encoder(identity.partition("@")[0], trained_on=identity)
     return lambda texts: embed(encoder, texts)

@@ -21,7 +21,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from monitor.quality import BINS
+from triage.core.model.quality import BINS
 
 ECE_BINS = 15
 

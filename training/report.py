@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from training.evaluation import Evaluation
+from triage.training.evaluation import Evaluation
 
 HIGHLIGHTED = 6  # classes with the lowest PR AUC get their own colour and legend entry
 
@@ -111,7 +111,7 @@ def _reliability(ev: Evaluation):
         label=f"ensemble (ECE {s['ece']:.3f})",
     )
     if ev.baseline_proba is not None:
-        from training.metrics import reliability_bins
+        from triage.training.metrics import reliability_bins
 
         best = ev.baseline_proba.argmax(axis=1)
         correct = np.asarray(ev.labels)[best] == ev.y_true

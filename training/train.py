@@ -1,6 +1,6 @@
 """`triage train`: one binary classifier per class, each saved with its manifest.
 
-The featuriser (`consumers.features`) is fitted once per run on the training part of a
+The featuriser (`triage.core.model.features`) is fitted once per run on the training part of a
 stratified split and copied into every class's pipeline, so each artifact stands alone while
 co-located classifiers from the same run share featurisation. Per class only a one-vs-rest
 logistic regression is fitted (class-balanced weights by default, optionally wrapped in sigmoid
@@ -31,7 +31,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import FeatureUnion, Pipeline
 
-from consumers.artifacts import (
+from triage.core.errors import OperatorError
+from triage.core.model.artifacts import (
     READS_FEATURES,
     READS_TEXT,
     Manifest,
@@ -39,10 +40,9 @@ from consumers.artifacts import (
     next_version,
     save_model,
 )
-from consumers.features import FEATURIZER, featurizer
-from training.metrics import binary_metrics, score_histogram
-from training.progress import ProgressBar
-from triage.runtime.settings import OperatorError
+from triage.core.model.features import FEATURIZER, featurizer
+from triage.training.metrics import binary_metrics, score_histogram
+from triage.training.progress import ProgressBar
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def train(
     features_sha = hashlib.sha256(_pickled(_without_process_state(features))).hexdigest()
     reads, featurizer_name = READS_TEXT, FEATURIZER
     if options.encoder is not None:
-        from training.embeddings import embed, load_encoder
+        from triage.training.embeddings import embed, load_encoder
 
         encoder = load_encoder(options.encoder)
         served = embed(encoder, data.texts, progress)

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from producer.publisher import Publisher
-from schemas.models import TextRecord
-from training.train import read_dataset, train
+from triage.core.kafka.topics import ensure_topics
+from triage.core.registry.store import wait_for_classifiers
+from triage.core.settings import CommonSettings
 from triage.local import cluster as kafka_local
-from triage.registry.store import wait_for_classifiers
-from triage.runtime.kafka.topics import ensure_topics
-from triage.runtime.settings import CommonSettings
+from triage.producer.publisher import Publisher
+from triage.schemas.models import TextRecord
+from triage.training.train import read_dataset, train
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_TRAIN = ROOT / "demo" / "data" / "train.csv"

@@ -11,7 +11,7 @@ import sys
 import pytest
 from conftest import DEMO_TRAIN
 
-from encoder.sentence import DEFAULT
+from triage.encoder.sentence import DEFAULT
 
 # A bench run does fixed work besides the pipeline (the in-process limit, the no-Kafka rate, the
 # join cost with 100,000 pending joins): on a slow hour of this 2-core machine the per-process

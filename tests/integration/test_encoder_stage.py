@@ -25,18 +25,19 @@ from pathlib import Path
 import pytest
 from conftest import DEMO_TRAIN, Processes, Streamer, stream, wait_for_registry, wait_until
 
-from aggregator.decision import decide
-from consumers.artifacts import available_labels, load_models
-from consumers.scoring import Scorer
-from encoder.sentence import DEFAULT
-from producer.publisher import Publisher
-from schemas.models import TextRecord
-from training.embeddings import embed, load_encoder
-from training.train import Options, read_dataset, split, train
-from triage.registry.store import read_registry
-from triage.registry.view import latest
-from triage.runtime.settings import ClassifierSettings, CommonSettings
+from triage.consumers.settings import ClassifierSettings
+from triage.core.model.artifacts import available_labels, load_models
+from triage.core.model.decision import decide
+from triage.core.model.scoring import Scorer
+from triage.core.registry.store import read_registry
+from triage.core.registry.view import latest
+from triage.core.settings import CommonSettings
+from triage.encoder.sentence import DEFAULT
+from triage.producer.publisher import Publisher
+from triage.schemas.models import TextRecord
 from triage.tools.results import read_dead_letters, read_labels
+from triage.training.embeddings import embed, load_encoder
+from triage.training.train import Options, read_dataset, split, train
 
 pytestmark = [pytest.mark.integration]
 

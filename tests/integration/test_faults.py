@@ -16,13 +16,13 @@ import pytest
 from conftest import Processes, Streamer, stream, wait_for_registry, wait_until
 from kafka import TopicPartition
 
-from aggregator.decision import decide
-from consumers.artifacts import available_labels, load_models
-from consumers.scoring import Scorer
-from producer.publisher import Publisher
+from triage.core.kafka import clients as kafka_clients
+from triage.core.model.artifacts import available_labels, load_models
+from triage.core.model.decision import decide
+from triage.core.model.scoring import Scorer
+from triage.core.settings import CommonSettings
 from triage.local import cluster as kafka_local
-from triage.runtime.kafka import clients as kafka_clients
-from triage.runtime.settings import CommonSettings
+from triage.producer.publisher import Publisher
 from triage.tools.results import read_dead_letters, read_labels
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
@@ -129,7 +129,7 @@ def test_classifier_down_longer_than_join_timeout(procs, demo_models):
 
 
 def _unit_group(labels: list[str]) -> str:
-    from consumers.service import unit_name
+    from triage.consumers.service import unit_name
 
     return unit_name(labels)
 

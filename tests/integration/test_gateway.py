@@ -15,13 +15,13 @@ from email.message import Message
 import pytest
 from conftest import DEMO_STREAM, Processes, free_port, wait_for_registry, wait_until
 
-from aggregator.decision import decide
-from consumers.artifacts import available_labels, load_models
-from consumers.scoring import Scorer
-from training.train import read_dataset
+from triage.core.model.artifacts import available_labels, load_models
+from triage.core.model.decision import decide
+from triage.core.model.scoring import Scorer
+from triage.core.settings import CommonSettings
 from triage.local import cluster as kafka_local
-from triage.runtime.settings import CommonSettings
 from triage.tools.results import read_labels
+from triage.training.train import read_dataset
 
 pytestmark = pytest.mark.integration
 

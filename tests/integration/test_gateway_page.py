@@ -20,8 +20,8 @@ from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
 from test_gateway import TOKEN, offline_labels, start_gateway, start_pipeline
 
-from consumers.artifacts import available_labels
-from training.train import read_dataset
+from triage.core.model.artifacts import available_labels
+from triage.training.train import read_dataset
 
 pytestmark = pytest.mark.integration
 

@@ -14,13 +14,13 @@ from collections import Counter
 import pytest
 from conftest import DEMO_STREAM, free_port, wait_for_registry, wait_until
 
-from aggregator.decision import decide
-from consumers.artifacts import available_labels, load_models
-from consumers.scoring import Scorer
-from producer.publisher import Publisher
-from training.train import read_dataset
-from triage.runtime.settings import CommonSettings
+from triage.core.model.artifacts import available_labels, load_models
+from triage.core.model.decision import decide
+from triage.core.model.scoring import Scorer
+from triage.core.settings import CommonSettings
+from triage.producer.publisher import Publisher
 from triage.tools.results import read_dead_letters, read_labels
+from triage.training.train import read_dataset
 
 pytestmark = pytest.mark.integration
 

@@ -24,13 +24,14 @@ import pytest
 from conftest import DEMO_TRAIN, Streamer, stream, wait_for_registry, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
-from aggregator.decision import would_change_winner
-from consumers.artifacts import available_labels
-from training.train import Options, read_dataset, train
-from triage.registry.store import read_registry
-from triage.registry.view import latest
-from triage.runtime.settings import ClassifierSettings, CommonSettings
+from triage.consumers.settings import ClassifierSettings
+from triage.core.model.artifacts import available_labels
+from triage.core.model.decision import would_change_winner
+from triage.core.registry.store import read_registry
+from triage.core.registry.view import latest
+from triage.core.settings import CommonSettings
 from triage.tools.results import read_labels
+from triage.training.train import Options, read_dataset, train
 
 pytestmark = pytest.mark.integration
 

@@ -19,13 +19,13 @@ from collections import Counter
 import pytest
 from conftest import DEMO_STREAM, DEMO_TRAIN, free_port, wait_for_registry, wait_until
 
-from consumers.artifacts import available_labels
-from producer.publisher import Publisher
-from schemas.models import CorrectionRecord, LabelRecord, TextRecord
-from training.corrections import NONE_CATEGORY
-from training.train import read_dataset
-from triage.runtime.settings import CommonSettings
+from triage.core.model.artifacts import available_labels
+from triage.core.settings import CommonSettings
+from triage.producer.publisher import Publisher
+from triage.schemas.models import CorrectionRecord, LabelRecord, TextRecord
 from triage.tools.results import read_dead_letters, read_labels
+from triage.training.corrections import NONE_CATEGORY
+from triage.training.train import read_dataset
 
 pytestmark = pytest.mark.integration
 

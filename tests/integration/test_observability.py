@@ -24,13 +24,13 @@ from pathlib import Path
 import pytest
 from conftest import DEMO_STREAM, ROOT, free_port, wait_for_registry, wait_until
 
-from consumers.artifacts import available_labels
-from producer.publisher import Publisher
-from schemas.models import TextRecord
-from training.train import read_dataset
-from triage.runtime.kafka import clients as kafka_clients
-from triage.runtime.settings import CommonSettings
+from triage.core.kafka import clients as kafka_clients
+from triage.core.model.artifacts import available_labels
+from triage.core.settings import CommonSettings
+from triage.producer.publisher import Publisher
+from triage.schemas.models import TextRecord
 from triage.tools.dashboard_render import render
+from triage.training.train import read_dataset
 
 pytestmark = pytest.mark.integration
 

@@ -11,17 +11,17 @@ from collections import Counter
 import pytest
 from conftest import DEMO_STREAM, wait_for_registry, wait_until
 
-from aggregator.decision import decide
-from consumers.artifacts import available_labels, load_models
-from consumers.scoring import Scorer
-from producer.publisher import Publisher
-from schemas.codec import encode
-from schemas.models import TextRecord
-from training.train import read_dataset
-from triage.registry.view import with_voter
-from triage.runtime.kafka import clients as kafka_clients
-from triage.runtime.settings import CommonSettings
+from triage.core.kafka import clients as kafka_clients
+from triage.core.model.artifacts import available_labels, load_models
+from triage.core.model.decision import decide
+from triage.core.model.scoring import Scorer
+from triage.core.registry.view import with_voter
+from triage.core.settings import CommonSettings
+from triage.producer.publisher import Publisher
+from triage.schemas.codec import encode
+from triage.schemas.models import TextRecord
 from triage.tools.results import read_dead_letters, read_labels
+from triage.training.train import read_dataset
 
 pytestmark = pytest.mark.integration
 

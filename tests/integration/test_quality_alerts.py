@@ -27,12 +27,12 @@ import pytest
 from conftest import DEMO_STREAM, DEMO_TRAIN, ROOT, free_port, wait_for_registry, wait_until
 from test_observability import Prometheus, prometheus  # noqa: F401  (the fixture)
 
-from consumers.artifacts import available_labels, read_manifest
-from producer.publisher import Publisher
-from schemas.models import CorrectionRecord, TextRecord
-from training.corrections import to_csv
-from training.train import read_dataset, train
+from triage.core.model.artifacts import available_labels, read_manifest
+from triage.producer.publisher import Publisher
+from triage.schemas.models import CorrectionRecord, TextRecord
 from triage.tools.dashboard_render import render
+from triage.training.corrections import to_csv
+from triage.training.train import read_dataset, train
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,10 @@ import pytest
 from conftest import Streamer, stream, wait_for_registry, wait_until
 from test_faults import FAULT_JOIN_TIMEOUT, check_exactly_once, start_unit
 
-from consumers.artifacts import available_labels
-from consumers.service import unit_name
-from triage.runtime.kafka.admin import group_assignment
-from triage.runtime.settings import CommonSettings
+from triage.consumers.service import unit_name
+from triage.core.kafka.admin import group_assignment
+from triage.core.model.artifacts import available_labels
+from triage.core.settings import CommonSettings
 
 # Measured: the test ran 236 s, and starting and stopping three broker nodes around it took the
 # whole past the suite's default 300 s limit (a clean-clone CI run timed out in the teardown).

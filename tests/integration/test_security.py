@@ -26,18 +26,19 @@ from kafka import TopicPartition
 from kafka.errors import TopicAuthorizationFailedError
 from pydantic import SecretStr
 
-from consumers import signing
-from consumers.artifacts import MANIFEST, available_labels
-from producer.publisher import Publisher
-from schemas.models import TextRecord
-from training.train import read_dataset
+from triage.core.kafka import clients as kafka_clients
+from triage.core.model import signing
+from triage.core.model.artifacts import MANIFEST, available_labels
+from triage.core.registry.store import wait_for_classifiers
+from triage.core.settings import CommonSettings
 from triage.local import acls
 from triage.local import cluster as kafka_local
 from triage.local import secure as kafka_secure
-from triage.registry.store import wait_for_classifiers
-from triage.runtime.kafka import clients as kafka_clients
-from triage.runtime.settings import CommonSettings, ProducerSettings
+from triage.producer.publisher import Publisher
+from triage.producer.settings import ProducerSettings
+from triage.schemas.models import TextRecord
 from triage.tools.results import read_dead_letters, read_labels
+from triage.training.train import read_dataset
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 from test_join import vote
 
-from aggregator.done import BLOCK_PREFIX
-from aggregator.service import Aggregator
-from schemas.codec import Reason, decode_label, encode
-from schemas.models import DeadLetter, Refusal, ScoreRecord
-from triage.runtime.records import ConsumedRecord, batch_of
-from triage.runtime.settings import AggregatorSettings, ConnectionSettings
+from triage.aggregator.retry_window import BLOCK_PREFIX
+from triage.aggregator.service import Aggregator
+from triage.aggregator.settings import AggregatorSettings
+from triage.core.records import ConsumedRecord, batch_of
+from triage.core.settings import ConnectionSettings
+from triage.schemas.codec import Reason, decode_label, encode
+from triage.schemas.models import DeadLetter, Refusal, ScoreRecord
 
 T0 = 1_000_000
 

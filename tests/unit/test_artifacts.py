@@ -3,7 +3,7 @@ import json
 import pytest
 from pydantic import SecretStr
 
-from consumers.artifacts import (
+from triage.core.model.artifacts import (
     MANIFEST,
     ArtifactError,
     load_model,
@@ -11,8 +11,8 @@ from consumers.artifacts import (
     read_manifest,
     save_model,
 )
-from consumers.signing import verify
-from training.train import Dataset, train
+from triage.core.model.signing import verify
+from triage.training.train import Dataset, train
 
 
 @pytest.fixture(scope="module")

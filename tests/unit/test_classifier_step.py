@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 from test_training import synthetic
 
-from consumers.artifacts import load_models
-from consumers.scoring import Scorer
-from consumers.service import ClassifierUnit
-from schemas.codec import Reason, decode_announcement, decode_score, encode, fingerprint
-from schemas.models import ClassifierMode, TextRecord
-from training.train import train
-from triage.runtime.records import ConsumedRecord, batch_of
-from triage.runtime.settings import ClassifierSettings, ConnectionSettings
+from triage.consumers.service import ClassifierUnit
+from triage.consumers.settings import ClassifierSettings
+from triage.core.model.artifacts import load_models
+from triage.core.model.scoring import Scorer
+from triage.core.records import ConsumedRecord, batch_of
+from triage.core.settings import ConnectionSettings
+from triage.schemas.codec import Reason, decode_announcement, decode_score, encode, fingerprint
+from triage.schemas.models import ClassifierMode, TextRecord
+from triage.training.train import train
 
 TEXTS = ["my card never arrived", "please refund the purchase", "pin locked"]
 

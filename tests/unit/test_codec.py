@@ -3,7 +3,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.codec import (
+from triage.schemas.codec import (
     Reason,
     Rejected,
     TextLimits,
@@ -15,7 +15,7 @@ from schemas.codec import (
     parse_registry_key,
     registry_key,
 )
-from schemas.models import ClassRecord, ScoreRecord, TextRecord, VotingSpan
+from triage.schemas.models import ClassRecord, ScoreRecord, TextRecord, VotingSpan
 
 
 def test_json_text_record_with_id_in_body():

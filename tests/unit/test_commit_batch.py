@@ -7,8 +7,8 @@ import pytest
 from kafka.errors import KafkaTimeoutError, NotEnoughReplicasError
 from kafka.future import Future
 
-from triage.runtime.kafka.transactions import commit_batch
-from triage.runtime.records import Output
+from triage.core.kafka.transactions import commit_batch
+from triage.core.records import Output
 
 
 class _Result:

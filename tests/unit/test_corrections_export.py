@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from training.corrections import NONE_CATEGORY, Example, examples_for, merge, to_csv
+from triage.training.corrections import NONE_CATEGORY, Example, examples_for, merge, to_csv
 
 
 def test_positives_and_the_hard_negatives_routed_to_the_class():

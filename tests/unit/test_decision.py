@@ -1,4 +1,4 @@
-from aggregator.decision import Decision, decide, would_change_winner
+from triage.core.model.decision import Decision, decide, would_change_winner
 
 
 def test_highest_probability_wins():

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-import aggregator.metrics  # noqa: F401  (registers the services' metrics)
-import consumers.metrics  # noqa: F401
-import encoder.metrics  # noqa: F401
-import monitor.metrics  # noqa: F401
-import triage.runtime.metrics  # noqa: F401
+import triage.aggregator.metrics  # noqa: F401  (registers the services' metrics)
+import triage.consumers.metrics  # noqa: F401
+import triage.core.runtime.metrics  # noqa: F401
+import triage.encoder.metrics  # noqa: F401
+import triage.monitor.metrics  # noqa: F401
 from triage.tools.lag_exporter import LagCollector
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,8 +1,14 @@
 import numpy as np
 
-from aggregator.done import BLOCK_PREFIX, DoneIndex, fingerprint_int, source_int, source_text
-from schemas.codec import encode
-from schemas.models import DecidedBlock
+from triage.aggregator.retry_window import (
+    BLOCK_PREFIX,
+    DoneIndex,
+    fingerprint_int,
+    source_int,
+    source_text,
+)
+from triage.schemas.codec import encode
+from triage.schemas.models import DecidedBlock
 
 
 def test_finds_what_was_added_before_and_after_a_merge():

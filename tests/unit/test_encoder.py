@@ -16,25 +16,23 @@ from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 from test_training import synthetic
 
-from consumers import metrics as classifier_metrics
-from consumers.artifacts import load_models
-from consumers.scoring import Scorer
-from consumers.service import ClassifierUnit, reads_of
-from encoder.sentence import DEFAULT, EncoderError, SentenceEncoder, resolve
-from encoder.service import EncoderStage
-from schemas import embedding
-from schemas.codec import Reason, decode_features, decode_score, encode, fingerprint
-from schemas.models import FeatureRecord, TextRecord
-from training.embeddings import embed
-from training.train import Options, split, split_rows, train, with_embeddings
-from triage.runtime.records import ConsumedRecord, batch_of
-from triage.runtime.settings import (
-    ClassifierSettings,
-    ConfigError,
-    ConnectionSettings,
-    EncoderSettings,
-)
+from triage.consumers import metrics as classifier_metrics
+from triage.consumers.service import ClassifierUnit, reads_of
+from triage.consumers.settings import ClassifierSettings
+from triage.core.errors import ConfigError
+from triage.core.model.artifacts import load_models
+from triage.core.model.scoring import Scorer
+from triage.core.records import ConsumedRecord, batch_of
+from triage.core.settings import ConnectionSettings
+from triage.encoder.sentence import DEFAULT, EncoderError, SentenceEncoder, resolve
+from triage.encoder.service import EncoderStage
+from triage.encoder.settings import EncoderSettings
+from triage.schemas import embedding
+from triage.schemas.codec import Reason, decode_features, decode_score, encode, fingerprint
+from triage.schemas.models import FeatureRecord, TextRecord
 from triage.tools import supervisor
+from triage.training.embeddings import embed
+from triage.training.train import Options, split, split_rows, train, with_embeddings
 
 TEXTS = ["my card never arrived", "please refund the purchase", "pin locked", "card"]
 CONNECTION = ConnectionSettings(bootstrap_servers="unused:9092")
@@ -151,7 +149,7 @@ def test_the_stage_publishes_one_features_record_a_text_and_passes_refusals_on(e
 
 
 def test_each_chunk_counts_its_own_texts_when_committed_after_the_next_was_encoded(encoder):
-    from encoder import metrics as encoder_metrics
+    from triage.encoder import metrics as encoder_metrics
 
     encoded = encoder_metrics.ENCODED.labels(encoder.name)
     service = stage(encoder)

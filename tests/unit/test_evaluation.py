@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aggregator.decision import decide
-from training.evaluation import THRESHOLDS, evaluate
-from training.report import write_report
-from training.train import DataError, Options, read_dataset, split, train
-from triage.cli import main
+from triage.cli.main import main
+from triage.core.model.decision import decide
+from triage.training.evaluation import THRESHOLDS, evaluate
+from triage.training.report import write_report
+from triage.training.train import DataError, Options, read_dataset, split, train
 
 DEMO = Path(__file__).resolve().parents[2] / "demo" / "data"
 TRAIN, STREAM = DEMO / "train.csv", DEMO / "stream.csv"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from training.metrics import (
+from triage.training.metrics import (
     binary_metrics,
     coverage_point,
     expected_calibration_error,

@@ -6,12 +6,14 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.app import create_app
-from gateway.results import Outcome
-from gateway.service import Gateway
-from schemas.codec import fingerprint
-from schemas.models import LabelRecord
-from triage.runtime.settings import ConfigError, ConnectionSettings, GatewaySettings
+from triage.core.errors import ConfigError
+from triage.core.settings import ConnectionSettings
+from triage.gateway.app import create_app
+from triage.gateway.results import Outcome
+from triage.gateway.service import Gateway
+from triage.gateway.settings import GatewaySettings
+from triage.schemas.codec import fingerprint
+from triage.schemas.models import LabelRecord
 
 
 def client(tmp_path, **fields) -> TestClient:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.results import Outcome, ResultIndex
-from schemas.models import DeadLetter, LabelRecord, Refusal
-from triage.runtime.records import ConsumedRecord
+from triage.core.records import ConsumedRecord
+from triage.gateway.results import Outcome, ResultIndex
+from triage.schemas.models import DeadLetter, LabelRecord, Refusal
 
 
 def result(message_id: str, label: str = "a") -> Outcome:

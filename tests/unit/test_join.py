@@ -1,8 +1,10 @@
 import pytest
 
-from aggregator.join import Conflict, JoinTable, Refused
-from schemas.codec import Reason, encode
-from schemas.models import (
+from triage.aggregator.join import Conflict, JoinTable, Refused
+from triage.core.records import ConsumedRecord
+from triage.core.registry.view import RegistryView, with_voter
+from triage.schemas.codec import Reason, encode
+from triage.schemas.models import (
     Announcement,
     ClassifierMode,
     DecidedBlock,
@@ -11,8 +13,6 @@ from schemas.models import (
     Refusal,
     ScoreRecord,
 )
-from triage.registry.view import RegistryView, with_voter
-from triage.runtime.records import ConsumedRecord
 
 T0 = 1_000_000
 

@@ -9,7 +9,7 @@ import textwrap
 import threading
 import time
 
-from triage.runtime.liveness import Liveness
+from triage.core.liveness import Liveness
 
 
 def test_beats_keep_it_quiet_and_silence_fires_the_action_once():
@@ -30,7 +30,7 @@ def test_a_stalled_process_runs_its_own_command_line_again(tmp_path):
         textwrap.dedent(
             """
             import os, sys, threading, time
-            from triage.runtime.liveness import Liveness
+            from triage.core.liveness import Liveness
             if os.environ.get("INCARNATION") == "2":
                 print("again", os.getpid(), sys.argv[1:], flush=True)
                 sys.exit(0)
@@ -62,7 +62,7 @@ def test_a_stall_while_stopping_exits_with_status_1(tmp_path):
         textwrap.dedent(
             """
             import threading, time
-            from triage.runtime.liveness import Liveness
+            from triage.core.liveness import Liveness
             stop = threading.Event()
             stop.set()
             Liveness("stuck", 0.3, stop).start()

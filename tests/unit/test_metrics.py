@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
-from aggregator import metrics
+from triage.aggregator import metrics
 from triage.tools import supervisor
 
 

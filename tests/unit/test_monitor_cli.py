@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from triage.cli import build_parser, main
+from triage.cli.main import build_parser, main
 
 
 def test_a_correction_needs_an_id_and_exactly_one_verdict(capsys):

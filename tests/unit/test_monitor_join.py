@@ -7,8 +7,7 @@ import math
 
 import pytest
 
-from monitor.join import CorrectionJoin, Counted, Held, Refused
-from monitor.quality import (
+from triage.core.model.quality import (
     QualityBook,
     Truth,
     add,
@@ -21,8 +20,9 @@ from monitor.quality import (
     psi,
     recall,
 )
-from schemas.codec import Reason
-from schemas.models import CorrectionRecord, LabelRecord
+from triage.monitor.join import CorrectionJoin, Counted, Held, Refused
+from triage.schemas.codec import Reason
+from triage.schemas.models import CorrectionRecord, LabelRecord
 
 T0 = 10_000_000
 HORIZON, WAIT, WINDOW = 60_000, 5_000, 12_000

@@ -7,12 +7,13 @@ import pytest
 from test_join import vote
 from test_monitor_join import correction, result
 
-from monitor.quality import Reference
-from monitor.service import Monitor
-from schemas.codec import Reason, encode
-from schemas.models import DeadLetter, QualityCounts
-from triage.runtime.records import ConsumedRecord, batch_of
-from triage.runtime.settings import ConnectionSettings, MonitorSettings
+from triage.core.model.quality import Reference
+from triage.core.records import ConsumedRecord, batch_of
+from triage.core.settings import ConnectionSettings
+from triage.monitor.service import Monitor
+from triage.monitor.settings import MonitorSettings
+from triage.schemas.codec import Reason, encode
+from triage.schemas.models import DeadLetter, QualityCounts
 
 T0 = 10_000_000
 

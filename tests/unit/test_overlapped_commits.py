@@ -11,9 +11,9 @@ import pytest
 from kafka.errors import KafkaTimeoutError
 from kafka.future import Future
 
-from triage.runtime.app import Application, Service
-from triage.runtime.records import ConsumedRecord, Output, batch_of, chunks_of, next_offsets
-from triage.runtime.settings import CommonSettings
+from triage.core.records import ConsumedRecord, Output, batch_of, chunks_of, next_offsets
+from triage.core.runtime.app import Application, Service
+from triage.core.settings import CommonSettings
 
 
 def records(partition: int, n: int, start: int = 0) -> list[ConsumedRecord]:

@@ -6,8 +6,8 @@ import pytest
 from kafka import TopicPartition
 from kafka.errors import KafkaTimeoutError
 
-from triage.runtime.kafka import transactions
-from triage.runtime.kafka.transactions import PositionWatch
+from triage.core.kafka import transactions
+from triage.core.kafka.transactions import PositionWatch
 
 
 class _Subscription:

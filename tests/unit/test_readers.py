@@ -1,6 +1,6 @@
 import pytest
 
-from producer.readers import InputError, guess_format, read_records
+from triage.producer.readers import InputError, guess_format, read_records
 
 
 def test_csv_with_ids_and_metadata():

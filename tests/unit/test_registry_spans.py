@@ -1,8 +1,8 @@
 """What `triage classifiers` shows and what `shadow-report` counts, from registry state alone."""
 
-from schemas.models import Announcement, ClassifierMode, LabelRecord, ScoreRecord
-from triage.registry.lifecycle import classifier_rows, format_rows
-from triage.registry.view import RegistryView, with_voter
+from triage.core.registry.lifecycle import classifier_rows, format_rows
+from triage.core.registry.view import RegistryView, with_voter
+from triage.schemas.models import Announcement, ClassifierMode, LabelRecord, ScoreRecord
 from triage.tools.shadow import shadow_report
 
 NOW = 1_000_000

@@ -1,5 +1,5 @@
-from schemas.models import Announcement, ClassifierMode, ClassRecord, VotingSpan
-from triage.registry.view import RegistryView, with_voter
+from triage.core.registry.view import RegistryView, with_voter
+from triage.schemas.models import Announcement, ClassifierMode, ClassRecord, VotingSpan
 
 
 def record(label, *spans):

@@ -1,4 +1,4 @@
-from schemas.export import JSON_DIR, rendered
+from triage.schemas.export import JSON_DIR, rendered
 
 
 def test_exported_json_schemas_are_current():

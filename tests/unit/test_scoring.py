@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from test_training import synthetic
 
-from consumers.artifacts import load_models
-from consumers.scoring import Scorer, _Group
-from training.train import Options, train
+from triage.core.model.artifacts import load_models
+from triage.core.model.scoring import Scorer, _Group
+from triage.training.train import Options, train
 
 TEXTS = [
     "my card never arrived",

@@ -13,16 +13,13 @@ from kafka.errors import (
 )
 from pydantic import SecretStr
 
-from triage.cli import build_parser, settings_from
+from triage.cli.main import build_parser, settings_from
+from triage.consumers.settings import ClassifierSettings
+from triage.core.errors import ConfigError
+from triage.core.kafka import security
+from triage.core.settings import CommonSettings, ConnectionSettings
 from triage.local import acls
 from triage.local import secure as kafka_secure
-from triage.runtime.kafka import security
-from triage.runtime.settings import (
-    ClassifierSettings,
-    CommonSettings,
-    ConfigError,
-    ConnectionSettings,
-)
 
 SASL = {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512"}
 

@@ -6,9 +6,15 @@ import shutil
 import pytest
 from pydantic import SecretStr
 
-from consumers import signing
-from consumers.artifacts import MANIFEST, ArtifactError, load_model, load_models, read_manifest
-from training.train import Dataset, train
+from triage.core.model import signing
+from triage.core.model.artifacts import (
+    MANIFEST,
+    ArtifactError,
+    load_model,
+    load_models,
+    read_manifest,
+)
+from triage.training.train import Dataset, train
 
 KEY = SecretStr("k" * 32)
 OTHER_KEY = SecretStr("o" * 32)

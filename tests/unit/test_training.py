@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from sklearn.calibration import CalibratedClassifierCV
 
-from consumers.artifacts import load_model, load_models
-from consumers.features import featurizer, word_pairs
-from consumers.scoring import Scorer
-from training.progress import ProgressBar
-from training.train import DataError, Dataset, Options, train
-from triage.cli import main
+from triage.cli.main import main
+from triage.core.model.artifacts import load_model, load_models
+from triage.core.model.features import featurizer, word_pairs
+from triage.core.model.scoring import Scorer
+from triage.training.progress import ProgressBar
+from triage.training.train import DataError, Dataset, Options, train
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,0 +1,1 @@
+"""The `triage` command: the operator's layer, one module per command group."""

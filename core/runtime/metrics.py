@@ -1,0 +1,72 @@
+"""The runtime's Prometheus metrics, and the `/metrics` server that exposes every metric.
+
+The loop's own counters (records in and out per service and topic, batch sizes) are defined once
+here and updated after a batch's transaction committed, so they count what the rest of the
+pipeline can see; a service defines its own metrics in its folder, on the same registry.
+`serve` starts the HTTP server on `metrics_host:metrics_port` when a port is configured (0 picks
+a free one); the address is logged so an operator can find it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter as Tally
+from collections.abc import Iterable, Mapping, Sized
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+
+from triage.core.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+RECORDS_IN = Counter("triage_records_in", "Records consumed and committed", ["service", "topic"])
+RECORDS_OUT = Counter(
+    "triage_records_out", "Records produced in committed transactions", ["service", "topic"]
+)
+BATCH_SIZE = Histogram(
+    "triage_batch_size",
+    "Records per polled batch",
+    ["service"],
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000),
+)
+# Counted by every service that refuses records (the aggregator, the monitor), by reason.
+DEAD_LETTERS = Counter("triage_dead_letters", "Dead-letter records committed", ["reason"])
+_server_port: int | None = None
+
+
+def serve(settings: CommonSettings, registry: CollectorRegistry = REGISTRY) -> int | None:
+    """Serve `/metrics` when a port is configured; the bound port, or None. Once per process."""
+    global _server_port
+    if settings.metrics_port is None or _server_port is not None:
+        return _server_port
+    try:
+        server, _thread = start_http_server(
+            settings.metrics_port, addr=settings.metrics_host, registry=registry
+        )
+    except OSError as exc:  # a busy port must not stop the pipeline: say so, run without
+        log.error(
+            "cannot serve metrics on %s:%d: %s", settings.metrics_host, settings.metrics_port, exc
+        )
+        return None
+    _server_port = server.server_address[1]
+    log.info("metrics on http://%s:%d/metrics", settings.metrics_host, _server_port)
+    return _server_port
+
+
+def count_batch(service: str, batches: Mapping[Any, Sized], outputs: Iterable) -> None:
+    """After a commit: the polled batch's size and records per topic, and what it produced."""
+    consumed = Tally[str]()
+    for tp, records in batches.items():
+        consumed[tp.topic] += len(records)
+    if consumed:
+        BATCH_SIZE.labels(service).observe(consumed.total())
+    for topic, n in consumed.items():
+        RECORDS_IN.labels(service, topic).inc(n)
+    for topic, n in Tally(out.topic for out in outputs).items():
+        RECORDS_OUT.labels(service, topic).inc(n)
+
+
+def count_dead_letters(reasons: list[str]) -> None:
+    for reason, n in Tally(reasons).items():
+        DEAD_LETTERS.labels(reason).inc(n)

@@ -1,0 +1,30 @@
+"""The monitor's settings, from flags and `TRIAGE_*` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from triage.core.settings import CommonSettings
+
+
+class MonitorSettings(CommonSettings):
+    """`triage monitor`: results joined with corrections, live quality per class version."""
+
+    correction_horizon_s: float = Field(
+        default=86400.0,
+        gt=0,
+        description="how long a result is kept waiting for its correction; a correction for"
+        " a result older than this finds nothing (unknown_id)",
+    )
+    correction_wait_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="how long a correction that arrived before its result waits for it, then"
+        " unknown_id",
+    )
+    quality_window_s: float = Field(
+        default=3600.0, gt=0, description="the sliding window of the live figures"
+    )
+    max_batch: int = Field(default=2000, ge=1)
+    poll_timeout_ms: int = Field(default=100, ge=1)
+    group_id: str = "triage-monitor"
