@@ -91,3 +91,54 @@ def test_a_broken_contract_fails(
     assert result.returncode != 0, f"lint-imports passed a broken tree:\n{output}"
     assert f"{contract} BROKEN" in output, output
     assert import_shown in output, output
+
+
+def _readme_tree() -> list[list[str]]:
+    """The folders of each line of the README's architecture tree, top layer first."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Architecture", 1)[1].split("```\n", 2)[1]
+    rows = []
+    for line in block.splitlines():
+        folders = []
+        for word in line.split():
+            if not word.endswith("/"):
+                break
+            folders.append(word.rstrip("/"))
+        rows.append(folders)
+    return rows
+
+
+def _contract_layers() -> list[list[str]]:
+    """The top-level layers contract, `triage.` taken off, the not-installed demo left out."""
+    (layers,) = [c["layers"] for c in CONTRACTS if c["name"].startswith("Layers:")]
+    return [
+        [name.strip().removeprefix("triage.") for name in layer.split("|") if name.strip() != "demo"]
+        for layer in layers
+    ]
+
+
+def _source_folders() -> list[str]:
+    return sorted(link.name for link in (ROOT / "triage").iterdir() if link.is_symlink())
+
+
+def test_readme_tree_layers_and_folders_are_one_list() -> None:
+    tree, layers = _readme_tree(), _contract_layers()
+    assert [sorted(row) for row in tree] == [sorted(layer) for layer in layers]
+    assert sorted(name for row in tree for name in row) == _source_folders()
+    for name in _source_folders():
+        link = ROOT / "triage" / name
+        assert os.readlink(link) == f"../{name}", f"triage/{name} must link ../{name}"
+
+
+def test_no_folder_holds_more_than_a_third_of_the_source() -> None:
+    lines = {
+        name: sum(
+            len(path.read_text(encoding="utf-8").splitlines())
+            for path in (ROOT / name).rglob("*.py")
+        )
+        for name in _source_folders()
+    }
+    total = sum(lines.values())
+    assert total > 0
+    too_big = {name: n for name, n in lines.items() if n > total / 3}
+    assert not too_big, f"folders above a third of {total} source lines: {too_big}"
