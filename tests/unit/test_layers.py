@@ -111,10 +111,8 @@ def _readme_tree() -> list[list[str]]:
 def _contract_layers() -> list[list[str]]:
     """The top-level layers contract, `triage.` taken off, the not-installed demo left out."""
     (layers,) = [c["layers"] for c in CONTRACTS if c["name"].startswith("Layers:")]
-    return [
-        [name.strip().removeprefix("triage.") for name in layer.split("|") if name.strip() != "demo"]
-        for layer in layers
-    ]
+    names = [[name.strip() for name in layer.split("|")] for layer in layers]
+    return [[name.removeprefix("triage.") for name in row if name != "demo"] for row in names]
 
 
 def _source_folders() -> list[str]:
