@@ -1,7 +1,7 @@
 """Export the JSON Schema of every contract to `schemas/json/`, for non-Python clients.
 
-Run `python -m triage.schemas.export` after changing a model; a unit test fails while the files on disk
-differ from what the models produce.
+Run `make schemas` (`python -m triage.schemas.export`) after changing a model; a unit test fails
+while the files on disk differ from what the models produce.
 """
 
 from __future__ import annotations
