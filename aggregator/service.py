@@ -16,7 +16,7 @@ import logging
 from collections.abc import Sequence
 
 from triage.aggregator import metrics
-from triage.aggregator.join import Conflict, JoinTable, Outcome, Refused
+from triage.aggregator.join import Conflict, JoinOutcome, JoinTable, RefusedByClassifier
 from triage.aggregator.retry_window import BLOCK_PREFIX
 from triage.aggregator.settings import AggregatorSettings
 from triage.core.records import Batch, Output, Record
@@ -139,14 +139,16 @@ class Aggregator(Service):
         )
 
     # -- outputs ---------------------------------------------------------------------------
-    def _outputs(self, outcomes: Sequence[Outcome], record: Record | None = None) -> list[Output]:
+    def _outputs(
+        self, outcomes: Sequence[JoinOutcome], record: Record | None = None
+    ) -> list[Output]:
         outputs = []
         for outcome in outcomes:
             if isinstance(outcome, Conflict):  # only ever the outcome of a consumed record
                 assert record is not None
                 refusal = Refusal.of_record(record, outcome.reason, outcome.detail)
                 outputs.append(self._dead_letter(outcome.id, refusal, record.key))
-            elif isinstance(outcome, Refused):
+            elif isinstance(outcome, RefusedByClassifier):
                 key = outcome.id.encode()
                 outputs.append(self._dead_letter(outcome.id, outcome.refusal, key, "classifier"))
             else:

@@ -24,7 +24,14 @@ from triage.core.runtime.app import Service, Session
 from triage.core.runtime.clock import now_ms as wall_ms
 from triage.core.runtime.metrics import count_dead_letters
 from triage.monitor import metrics
-from triage.monitor.join import COUNTS, CorrectionJoin, Counted, Held, Outcome, Refused
+from triage.monitor.join import (
+    COUNTS,
+    CorrectionJoin,
+    CorrectionOutcome,
+    Counted,
+    Held,
+    RefusedCorrection,
+)
 from triage.monitor.settings import MonitorSettings
 from triage.schemas.codec import (
     Reason,
@@ -170,18 +177,18 @@ class Monitor(Service):
         return self.view.knows(label)
 
     # -- outputs ---------------------------------------------------------------------------
-    def _outputs(self, outcomes: list[Outcome], record: Record | None) -> list[Output]:
+    def _outputs(self, outcomes: list[CorrectionOutcome], record: Record | None) -> list[Output]:
         outputs = []
         for outcome in outcomes:
             if isinstance(outcome, Counted):
                 self._outcomes.append("counted")
             elif isinstance(outcome, Held):
                 self._outcomes.append("held")
-            elif isinstance(outcome, Refused):
+            elif isinstance(outcome, RefusedCorrection):
                 outputs.append(self._refused(outcome, record))
         return outputs
 
-    def _refused(self, refused: Refused, record: Record | None) -> Output:
+    def _refused(self, refused: RefusedCorrection, record: Record | None) -> Output:
         if refused.held is None:
             assert record is not None  # refused at once: the record is at hand
             return self._refuse(record, refused.id, refused.reason, refused.detail)
