@@ -43,6 +43,7 @@ from triage.schemas.codec import (
     encode,
 )
 from triage.schemas.models import DeadLetter, QualityCounts, Refusal
+from triage.schemas.source import UNKNOWN_SOURCE, SourceRef
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ class Monitor(Service):
         if label is not None and (label == NONE_LABEL or not self._known(label)):
             detail = f"{label!r} is not a class of the registry; null means none of our classes"
             return [self._refuse(record, correction.id, Reason.UNKNOWN_LABEL, detail)]
-        source = f"{record.topic}:{record.partition}:{record.offset}"
+        source = SourceRef.of(record).format()
         return self._outputs(join.add_correction(correction, source, now_ms), record)
 
     def _known(self, label: str) -> bool:
@@ -193,13 +194,13 @@ class Monitor(Service):
             assert record is not None  # refused at once: the record is at hand
             return self._refuse(record, refused.id, refused.reason, refused.detail)
         held = refused.held
-        topic, partition, offset = (held.source or "::-1").rsplit(":", 2)
+        source = SourceRef.parse(held.source) if held.source else UNKNOWN_SOURCE
         refusal = Refusal(
             reason=refused.reason,
             detail=refused.detail,
-            source_topic=topic,
-            source_partition=int(partition or -1),
-            source_offset=int(offset),
+            source_topic=source.topic,
+            source_partition=source.partition,
+            source_offset=source.offset,
             original_key_b64=b64(held.id.encode()),
             # the held correction as decoded (what was read, re-encoded)
             original_value_b64=b64(encode(held.correction)) or "" if held.correction else "",
