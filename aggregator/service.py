@@ -24,6 +24,7 @@ from triage.core.registry.store import RegistryReader
 from triage.core.registry.view import RegistryView
 from triage.core.runtime.app import Service, Session
 from triage.core.runtime.clock import now_ms as wall_ms
+from triage.core.runtime.state import ChangeloggedState
 from triage.schemas.codec import Reason, Rejected, decode_score, encode
 from triage.schemas.models import (
     DeadLetter,
@@ -68,7 +69,7 @@ class Aggregator(Service):
     def close(self) -> None:
         self.registry = None  # its reader closed with the session
 
-    def assign(self, partition: int) -> _TablePartition:
+    def assign(self, partition: int) -> ChangeloggedState[JoinTable]:
         s = self.settings
         table = JoinTable(
             self.view,
@@ -78,7 +79,7 @@ class Aggregator(Service):
             retry_window_ms=int(s.retry_window_s * 1000),
         )
         self.tables[partition] = table
-        return _TablePartition(table)
+        return ChangeloggedState(table, _restore, _take_changes, _describe)
 
     def revoke(self, partition: int) -> None:
         self.tables.pop(partition, None)
@@ -170,30 +171,24 @@ class Aggregator(Service):
         return Output(self.settings.dead_letters, key, encode(letter))
 
 
-class _TablePartition:
-    """A join table as the runtime's partition state: changelog bytes in and out."""
+def _restore(table: JoinTable, key: bytes, value: bytes | None) -> None:
+    if key.startswith(BLOCK_PREFIX):
+        block = None if value is None else DecidedBlock.model_validate_json(value)
+        table.restore_block(key, block)
+        return
+    state = None if value is None else JoinState.model_validate_json(value)
+    table.restore(key.decode(), state)
 
-    def __init__(self, table: JoinTable) -> None:
-        self.table = table
 
-    def restore(self, key: bytes, value: bytes | None) -> None:
-        if key.startswith(BLOCK_PREFIX):
-            block = None if value is None else DecidedBlock.model_validate_json(value)
-            self.table.restore_block(key, block)
-            return
-        state = None if value is None else JoinState.model_validate_json(value)
-        self.table.restore(key.decode(), state)
+def _take_changes(table: JoinTable) -> dict[bytes, bytes | None]:
+    return {
+        (key if isinstance(key, bytes) else key.encode()): None if new is None else encode(new)
+        for key, new in table.take_changes().items()
+    }
 
-    def changes(self) -> dict[bytes, bytes | None]:
-        changes = self.table.take_changes().items()
-        return {
-            (key if isinstance(key, bytes) else key.encode()): None if new is None else encode(new)
-            for key, new in changes
-        }
 
-    def __str__(self) -> str:
-        t = self.table
-        return (
-            f"{len(t.pending)} pending, {len(t.decided)} awaiting late scores,"
-            f" {len(t.done)} in the retry window"
-        )
+def _describe(table: JoinTable) -> str:
+    return (
+        f"{len(table.pending)} pending, {len(table.decided)} awaiting late scores,"
+        f" {len(table.done)} in the retry window"
+    )

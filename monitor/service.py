@@ -23,6 +23,7 @@ from triage.core.registry.view import RegistryView
 from triage.core.runtime.app import Service, Session
 from triage.core.runtime.clock import now_ms as wall_ms
 from triage.core.runtime.metrics import count_dead_letters
+from triage.core.runtime.state import ChangeloggedState
 from triage.monitor import metrics
 from triage.monitor.join import (
     COUNTS,
@@ -70,7 +71,7 @@ class Monitor(Service):
         self.max_batch = settings.max_batch
         self.poll_timeout_ms = settings.poll_timeout_ms
         self.joins: dict[int, CorrectionJoin] = {}
-        self._states: dict[int, _JoinPartition] = {}
+        self._states: dict[int, ChangeloggedState[CorrectionJoin]] = {}
         self.view = RegistryView()
         self.registry: RegistryReader | None = None
         self._outcomes: list[str] = []
@@ -87,7 +88,7 @@ class Monitor(Service):
     def close(self) -> None:
         self.registry = None
 
-    def assign(self, partition: int) -> _JoinPartition:
+    def assign(self, partition: int) -> ChangeloggedState[CorrectionJoin]:
         self._gauges_stale = True  # its restored counts, once restored
         s = self.settings
         join = CorrectionJoin(
@@ -97,7 +98,10 @@ class Monitor(Service):
             window_ms=int(s.quality_window_s * 1000),
         )
         self.joins[partition] = join
-        state = self._states[partition] = _JoinPartition(join)
+        state = ChangeloggedState(
+            join, CorrectionJoin.restore, CorrectionJoin.take_changes, _describe
+        )
+        self._states[partition] = state
         return state
 
     def revoke(self, partition: int) -> None:
@@ -119,7 +123,7 @@ class Monitor(Service):
                     outputs += self._correction(join, record, now_ms)
         for partition, join in self.joins.items():
             outputs += self._outputs(join.expire(now_ms), None)
-            outputs += self._take_changes(partition, join)
+            outputs += self._take_changes(partition)
         return outputs
 
     def committed(self) -> None:
@@ -220,11 +224,10 @@ class Monitor(Service):
         key = None if message_id is None else message_id.encode()
         return Output(self.settings.dead_letters, key, encode(letter))
 
-    def _take_changes(self, partition: int, join: CorrectionJoin) -> list[Output]:
+    def _take_changes(self, partition: int) -> list[Output]:
         """The batch's changes go to the changelog (the runtime asks the partition state for
         them next); its changed summaries also to the quality topic, keyed per partition."""
-        changes = join.take_changes()
-        self._states[partition].pending.update(changes)
+        changes = self._states[partition].take_changes()
         self._gauges_stale = self._gauges_stale or any(k.startswith(COUNTS) for k in changes)
         return [
             Output(self.settings.quality, key[len(COUNTS) :] + f"/{partition}".encode(), value)
@@ -233,23 +236,8 @@ class Monitor(Service):
         ]
 
 
-class _JoinPartition:
-    """A partition's join as the runtime's partition state: changelog bytes in and out."""
-
-    def __init__(self, join: CorrectionJoin) -> None:
-        self.join = join
-        self.pending: dict[bytes, bytes | None] = {}
-
-    def restore(self, key: bytes, value: bytes | None) -> None:
-        self.join.restore(key, value)
-
-    def changes(self) -> dict[bytes, bytes | None]:
-        changes, self.pending = self.pending, {}
-        return changes
-
-    def __str__(self) -> str:
-        j = self.join
-        return (
-            f"{len(j.results)} results kept for corrections, {len(j.waiting)} corrections"
-            f" waiting, {len(j.book.counts)} class versions counted"
-        )
+def _describe(join: CorrectionJoin) -> str:
+    return (
+        f"{len(join.results)} results kept for corrections, {len(join.waiting)} corrections"
+        f" waiting, {len(join.book.counts)} class versions counted"
+    )
