@@ -38,7 +38,7 @@ from triage.schemas.models import DecidedBlock, JoinState, LabelRecord, Refusal,
 
 
 @dataclass(frozen=True, slots=True)
-class Refused:
+class RefusedByClassifier:
     """A text a classifier could not read: becomes exactly one dead-letter record."""
 
     id: str
@@ -54,7 +54,7 @@ class Conflict:
     reason: str = Reason.DUPLICATE_ID
 
 
-Outcome = LabelRecord | Refused | Conflict
+JoinOutcome = LabelRecord | RefusedByClassifier | Conflict
 
 
 @dataclass(slots=True)
@@ -143,7 +143,7 @@ class JoinTable:
         self.counts: Counter[str] = Counter()
 
     # -- input ---------------------------------------------------------------------------
-    def add(self, score: ScoreRecord, now_ms: int) -> list[Outcome]:
+    def add(self, score: ScoreRecord, now_ms: int) -> list[JoinOutcome]:
         message_id, fingerprint = score.id, score.fingerprint
         marker = self.decided.get(message_id)
         if marker is not None:
@@ -165,7 +165,7 @@ class JoinTable:
             heard = _keys(score) | (state.scores.keys() if state else set())
             missing = self.registry.voters_for(score.text_timestamp_ms).keys - heard
             self._finish(message_id, state, score, missing, now_ms)
-            return [Refused(message_id, score.refusal)]
+            return [RefusedByClassifier(message_id, score.refusal)]
         state = self._merge(state, score, now_ms)
         if not self._incomplete(state):
             return [self._decide(state, now_ms)]
@@ -211,7 +211,7 @@ class JoinTable:
             message_id, marker.fingerprint, marker.source, marker.conflicts, marker.decided_at_ms
         )
 
-    def _after_done(self, score: ScoreRecord, finished: list, now_ms: int) -> list[Outcome]:
+    def _after_done(self, score: ScoreRecord, finished: list, now_ms: int) -> list[JoinOutcome]:
         fingerprint = fingerprint_int(score.fingerprint)
         if any(not _differs_int(fingerprint, entry.fingerprint) for entry in finished):
             self.counts["late_scores"] += 1  # a retry of a decided text, or a lagging shadow
@@ -229,7 +229,7 @@ class JoinTable:
         conflicts: list[str],
         owner: Join | Marker,
         now_ms: int,
-    ) -> list[Outcome]:
+    ) -> list[JoinOutcome]:
         """Another text under an id pending or still marked: one dead letter per text."""
         assert score.fingerprint is not None  # a conflict needs two known fingerprints
         if score.fingerprint in conflicts:
@@ -242,9 +242,9 @@ class JoinTable:
         return [_refused_other(score, _conflict_detail(score, where, owner.fingerprint))]
 
     # -- clocks and registry changes -----------------------------------------------------
-    def expire(self, now_ms: int) -> list[Outcome]:
+    def expire(self, now_ms: int) -> list[JoinOutcome]:
         """Decide joins whose timeout passed; forget what left the horizon and the window."""
-        outcomes: list[Outcome] = []
+        outcomes: list[JoinOutcome] = []
         deadline = now_ms - self.timeout_ms
         while self.pending:
             state = next(iter(self.pending.values()))
@@ -267,7 +267,7 @@ class JoinTable:
             self.changes[key] = None
         return outcomes
 
-    def recheck(self, now_ms: int) -> list[Outcome]:
+    def recheck(self, now_ms: int) -> list[JoinOutcome]:
         """After a registry change (e.g. a retired class), decide joins now complete."""
         ready = [s for s in self.pending.values() if not self._incomplete(s)]
         return [self._decide(state, now_ms) for state in ready]
@@ -385,11 +385,11 @@ class JoinTable:
             self.done.add(message_id, fingerprint_int(other), decided_ms, source_int(None))
 
 
-def _refused_other(score: ScoreRecord, detail: str) -> Outcome:
+def _refused_other(score: ScoreRecord, detail: str) -> JoinOutcome:
     """The one dead letter of another record under a seen id: `duplicate_id`, or the record's
     own refusal when it could not be read anyway (that reason says more)."""
     if score.refusal is not None:
-        return Refused(score.id, score.refusal)
+        return RefusedByClassifier(score.id, score.refusal)
     return Conflict(score.id, detail)
 
 

@@ -26,6 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from triage.schemas.models import DecidedBlock
+from triage.schemas.source import SourceRef
 
 BLOCK_PREFIX = b"\xffdone:"  # 0xff never starts a message id's UTF-8: no id key collides
 UNKNOWN = 0  # fingerprint of a score that carried none (an older classifier): matches any
@@ -55,8 +56,7 @@ def source_int(source: str | None) -> int:
     """`<topic>:<partition>:<offset>` as `partition << 48 | offset`."""
     if source is None:
         return int(NO_SOURCE)
-    _, partition, offset = source.rsplit(":", 2)
-    p, o = int(partition), int(offset)
+    _, p, o = SourceRef.parse(source)
     return p << 48 | o if p < 1 << 16 and o < 1 << 48 else int(NO_SOURCE)
 
 

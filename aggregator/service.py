@@ -16,7 +16,7 @@ import logging
 from collections.abc import Sequence
 
 from triage.aggregator import metrics
-from triage.aggregator.join import Conflict, JoinTable, Outcome, Refused
+from triage.aggregator.join import Conflict, JoinOutcome, JoinTable, RefusedByClassifier
 from triage.aggregator.retry_window import BLOCK_PREFIX
 from triage.aggregator.settings import AggregatorSettings
 from triage.core.records import Batch, Output, Record
@@ -24,6 +24,7 @@ from triage.core.registry.store import RegistryReader
 from triage.core.registry.view import RegistryView
 from triage.core.runtime.app import Service, Session
 from triage.core.runtime.clock import now_ms as wall_ms
+from triage.core.runtime.state import ChangeloggedState
 from triage.schemas.codec import Reason, Rejected, decode_score, encode
 from triage.schemas.models import (
     DeadLetter,
@@ -68,7 +69,7 @@ class Aggregator(Service):
     def close(self) -> None:
         self.registry = None  # its reader closed with the session
 
-    def assign(self, partition: int) -> _TablePartition:
+    def assign(self, partition: int) -> ChangeloggedState[JoinTable]:
         s = self.settings
         table = JoinTable(
             self.view,
@@ -78,7 +79,7 @@ class Aggregator(Service):
             retry_window_ms=int(s.retry_window_s * 1000),
         )
         self.tables[partition] = table
-        return _TablePartition(table)
+        return ChangeloggedState(table, _restore, _take_changes, _describe)
 
     def revoke(self, partition: int) -> None:
         self.tables.pop(partition, None)
@@ -139,14 +140,16 @@ class Aggregator(Service):
         )
 
     # -- outputs ---------------------------------------------------------------------------
-    def _outputs(self, outcomes: Sequence[Outcome], record: Record | None = None) -> list[Output]:
+    def _outputs(
+        self, outcomes: Sequence[JoinOutcome], record: Record | None = None
+    ) -> list[Output]:
         outputs = []
         for outcome in outcomes:
             if isinstance(outcome, Conflict):  # only ever the outcome of a consumed record
                 assert record is not None
                 refusal = Refusal.of_record(record, outcome.reason, outcome.detail)
                 outputs.append(self._dead_letter(outcome.id, refusal, record.key))
-            elif isinstance(outcome, Refused):
+            elif isinstance(outcome, RefusedByClassifier):
                 key = outcome.id.encode()
                 outputs.append(self._dead_letter(outcome.id, outcome.refusal, key, "classifier"))
             else:
@@ -168,30 +171,24 @@ class Aggregator(Service):
         return Output(self.settings.dead_letters, key, encode(letter))
 
 
-class _TablePartition:
-    """A join table as the runtime's partition state: changelog bytes in and out."""
+def _restore(table: JoinTable, key: bytes, value: bytes | None) -> None:
+    if key.startswith(BLOCK_PREFIX):
+        block = None if value is None else DecidedBlock.model_validate_json(value)
+        table.restore_block(key, block)
+        return
+    state = None if value is None else JoinState.model_validate_json(value)
+    table.restore(key.decode(), state)
 
-    def __init__(self, table: JoinTable) -> None:
-        self.table = table
 
-    def restore(self, key: bytes, value: bytes | None) -> None:
-        if key.startswith(BLOCK_PREFIX):
-            block = None if value is None else DecidedBlock.model_validate_json(value)
-            self.table.restore_block(key, block)
-            return
-        state = None if value is None else JoinState.model_validate_json(value)
-        self.table.restore(key.decode(), state)
+def _take_changes(table: JoinTable) -> dict[bytes, bytes | None]:
+    return {
+        (key if isinstance(key, bytes) else key.encode()): None if new is None else encode(new)
+        for key, new in table.take_changes().items()
+    }
 
-    def changes(self) -> dict[bytes, bytes | None]:
-        changes = self.table.take_changes().items()
-        return {
-            (key if isinstance(key, bytes) else key.encode()): None if new is None else encode(new)
-            for key, new in changes
-        }
 
-    def __str__(self) -> str:
-        t = self.table
-        return (
-            f"{len(t.pending)} pending, {len(t.decided)} awaiting late scores,"
-            f" {len(t.done)} in the retry window"
-        )
+def _describe(table: JoinTable) -> str:
+    return (
+        f"{len(table.pending)} pending, {len(table.decided)} awaiting late scores,"
+        f" {len(table.done)} in the retry window"
+    )

@@ -33,6 +33,7 @@ from triage.core.runtime.app import Service, Session
 from triage.schemas import embedding
 from triage.schemas.codec import Reason, Rejected, decode_features, decode_text, encode, fingerprint
 from triage.schemas.models import ClassifierMode, FeatureRecord, Refusal, ScoreRecord
+from triage.schemas.source import SourceRef
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ class ClassifierUnit(Service):
                 text.id,
                 record.timestamp,
                 fingerprint(text.text.encode()),
-                _source(tp, record),
+                SourceRef(tp.topic, tp.partition, record.offset).format(),
                 {k: col[i] for k, col in columns.items()},
             )
             for i, (record, text) in enumerate(good)
@@ -209,12 +210,11 @@ class ClassifierUnit(Service):
     def _refusal_output(self, tp: Partition, record: Record, rejected: Rejected) -> Output:
         # Records without a usable id get one from their coordinates, the same in every
         # classifier, so the aggregator still sees one message and emits one dead letter.
-        message_id = rejected.id or _source(tp, record)
+        source = SourceRef(tp.topic, tp.partition, record.offset).format()
+        message_id = rejected.id or source
         refusal = Refusal.of_record(record, rejected.reason, rejected.detail)
         digest = fingerprint(record.value or b"")
-        return self._refusal_score(
-            message_id, record.timestamp, refusal, digest, _source(tp, record)
-        )
+        return self._refusal_score(message_id, record.timestamp, refusal, digest, source)
 
     def _passed_refusal(self, features: FeatureRecord, refusal: Refusal) -> Output:
         """The encoder's refusal of a text, as this unit's refusal score of it."""
@@ -247,10 +247,6 @@ def reads_of(models: list[LoadedModel]) -> str | None:
             "start one `triage classifier` per input"
         )
     return inputs.pop()
-
-
-def _source(tp: Partition, record: Record) -> str:
-    return f"{tp.topic}:{tp.partition}:{record.offset}"
 
 
 def _key(record: Record) -> str | None:

@@ -27,6 +27,7 @@ from triage.encoder.settings import EncoderSettings
 from triage.schemas import embedding
 from triage.schemas.codec import Rejected, decode_text, encode, fingerprint
 from triage.schemas.models import FeatureRecord, Refusal
+from triage.schemas.source import SourceRef
 
 log = logging.getLogger(__name__)
 
@@ -100,24 +101,21 @@ class EncoderStage(Service):
             scale=scale,
             refusal=None,
             fingerprint=fingerprint(text.encode()),
-            source=_source(record),
+            source=SourceRef.of(record).format(),
         )
         return Output(self.settings.features, message_id.encode(), encode(features))
 
     def _refusal(self, record: Record, rejected: Rejected) -> Output:
         # The id every classifier would give it (see consumers/service.py), so a text refused
         # here ends as the same one dead letter as a text a text-reading head refused.
-        message_id = rejected.id or _source(record)
+        source = SourceRef.of(record).format()
+        message_id = rejected.id or source
         features = FeatureRecord(
             id=message_id,
             text_timestamp_ms=record.timestamp,
             encoder=self.encoder.identity,
             refusal=Refusal.of_record(record, rejected.reason, rejected.detail),
             fingerprint=fingerprint(record.value or b""),
-            source=_source(record),
+            source=source,
         )
         return Output(self.settings.features, message_id.encode(), encode(features))
-
-
-def _source(record: Record) -> str:
-    return f"{record.topic}:{record.partition}:{record.offset}"

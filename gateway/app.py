@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException
 from triage.core.errors import ConfigError
 from triage.core.registry.lifecycle import classifier_rows, row_json
 from triage.core.runtime.clock import now_ms
-from triage.gateway.results import Outcome
+from triage.gateway.results import TextOutcome
 from triage.gateway.service import Answer, Gateway, Unavailable
 from triage.gateway.settings import GatewaySettings
 
@@ -230,7 +230,7 @@ def _item(answer: Answer) -> dict[str, Any]:
     return {"id": answer.id, "status": "labelled", "result": outcome.result.model_dump(mode="json")}
 
 
-def _refusal(outcome: Outcome) -> dict[str, Any]:
+def _refusal(outcome: TextOutcome) -> dict[str, Any]:
     letter = outcome.refused
     assert letter is not None
     return {

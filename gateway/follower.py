@@ -22,7 +22,7 @@ from triage.core.records import Partition
 from triage.core.registry.store import RegistryReader
 from triage.core.registry.view import RegistryView
 from triage.core.settings import CommonSettings
-from triage.gateway.results import Outcome, ResultIndex
+from triage.gateway.results import ResultIndex, TextOutcome
 from triage.schemas.codec import Reason, Rejected, decode_label
 from triage.schemas.models import DeadLetter
 
@@ -37,7 +37,7 @@ class Follower(threading.Thread):
         self,
         settings: CommonSettings,
         index: ResultIndex,
-        wake: Callable[[list, Outcome], None],
+        wake: Callable[[list, TextOutcome], None],
     ) -> None:
         super().__init__(name="gateway-follower", daemon=True)
         self.settings = settings
@@ -125,10 +125,10 @@ class Follower(threading.Thread):
         self._stop.set()
 
 
-def _outcome(is_label: bool, value: bytes) -> Outcome | None:
+def _outcome(is_label: bool, value: bytes) -> TextOutcome | None:
     if is_label:
         label = decode_label(value)
-        return None if isinstance(label, Rejected) else Outcome(result=label)
+        return None if isinstance(label, Rejected) else TextOutcome(result=label)
     try:
         letter = DeadLetter.model_validate_json(value)
     except ValueError:
@@ -137,4 +137,4 @@ def _outcome(is_label: bool, value: bytes) -> Outcome | None:
         # It refuses a second text under the id, never the id's own outcome (its first text's
         # result): a request whose text differs from that result's is answered 409.
         return None
-    return Outcome(refused=letter) if letter.id else None
+    return TextOutcome(refused=letter) if letter.id else None

@@ -20,7 +20,7 @@ W = TypeVar("W")
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class TextOutcome:
     """A text's end: its labelled result, or the dead letter that refused it."""
 
     result: LabelRecord | None = None
@@ -37,13 +37,13 @@ class Outcome:
 class ResultIndex(Generic[W]):
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._outcomes: OrderedDict[str, Outcome] = OrderedDict()
+        self._outcomes: OrderedDict[str, TextOutcome] = OrderedDict()
         self._waiting: dict[str, list[W]] = {}
 
-    def get(self, message_id: str) -> Outcome | None:
+    def get(self, message_id: str) -> TextOutcome | None:
         return self._outcomes.get(message_id)
 
-    def add(self, outcome: Outcome) -> list[W]:
+    def add(self, outcome: TextOutcome) -> list[W]:
         """Keep `outcome` (the first one of an id stands); returns the waiters to wake."""
         message_id = outcome.id
         if message_id not in self._outcomes:
@@ -52,7 +52,7 @@ class ResultIndex(Generic[W]):
                 self._outcomes.popitem(last=False)
         return self._waiting.pop(message_id, [])
 
-    def wait(self, message_id: str, waiter: W) -> Outcome | None:
+    def wait(self, message_id: str, waiter: W) -> TextOutcome | None:
         """The outcome if it is known; else `waiter` is registered for it and None returned."""
         known = self._outcomes.get(message_id)
         if known is None:

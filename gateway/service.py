@@ -18,7 +18,7 @@ from typing import Any
 
 from triage.core.kafka import KafkaError
 from triage.gateway.follower import Follower
-from triage.gateway.results import Outcome, ResultIndex
+from triage.gateway.results import ResultIndex, TextOutcome
 from triage.gateway.settings import GatewaySettings
 from triage.producer.publisher import Publisher
 from triage.producer.readers import new_id
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 # (max_block_ms for metadata, request_timeout_ms for the acknowledgement) are set to match.
 PUBLISH_TIMEOUT_S = 5.0
 
-Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Outcome]"]
+Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[TextOutcome]"]
 
 
 class Unavailable(Exception):
@@ -43,7 +43,7 @@ class Answer:
     """What became of one text: its outcome, or None when `wait` ran out first."""
 
     id: str
-    outcome: Outcome | None
+    outcome: TextOutcome | None
     conflict: bool = False  # the id's result is for another text
 
 
@@ -77,7 +77,7 @@ class Gateway:
         loop = asyncio.get_running_loop()
         records = [_record(t) for t in texts]
         waits: dict[str, Waiter] = {}
-        known: dict[str, Outcome] = {}
+        known: dict[str, TextOutcome] = {}
         with self.follower.lock:
             for record in records:
                 waiter: Waiter = (loop, loop.create_future())
@@ -111,7 +111,7 @@ class Gateway:
             answers.append(Answer(record.id, outcome, _conflicts(record, outcome)))
         return answers
 
-    def lookup(self, message_id: str) -> Outcome | None:
+    def lookup(self, message_id: str) -> TextOutcome | None:
         with self.follower.lock:
             return self.index.get(message_id)
 
@@ -140,7 +140,7 @@ class Gateway:
             raise Unavailable(f"cannot publish to Kafka: {exc!r}") from None
 
 
-def _conflicts(record: TextRecord, outcome: Outcome | None) -> bool:
+def _conflicts(record: TextRecord, outcome: TextOutcome | None) -> bool:
     """Whether the id's result was decided for another text than this request's."""
     result = outcome.result if outcome is not None else None
     if result is None or result.fingerprint is None:
@@ -159,13 +159,13 @@ def _record(text: dict[str, Any]) -> TextRecord:
     )
 
 
-def _wake(waiters: list[Waiter], outcome: Outcome) -> None:
+def _wake(waiters: list[Waiter], outcome: TextOutcome) -> None:
     """From the follower's thread: resolve each waiter's future in its own event loop."""
     for loop, future in waiters:
         loop.call_soon_threadsafe(_resolve, future, outcome)
 
 
-def _resolve(future: asyncio.Future[Outcome], outcome: Outcome) -> None:
+def _resolve(future: asyncio.Future[TextOutcome], outcome: TextOutcome) -> None:
     if not future.done():
         future.set_result(outcome)
 

@@ -11,9 +11,9 @@ crash. Outcomes a caller must act on are returned as data:
 | --- | --- |
 | a correction of a result we hold | `Counted`: every voting class's counts updated |
 | a correction before its result | `Held`; `Counted` when the result arrives within the wait |
-| a held correction whose result never came within the wait | `Refused` `unknown_id` |
+| a held correction whose result never came within the wait | `RefusedCorrection` `unknown_id` |
 | a correction of a result past the horizon, or never seen | held, then `unknown_id` |
-| a second correction of the same id (held or counted) | `Refused` `duplicate_correction` |
+| a second correction of the same id (held, counted) | `RefusedCorrection` `duplicate_correction` |
 
 After a `duplicate_correction` the first correction's counts stand.
 """
@@ -40,7 +40,7 @@ class Held:
 
 
 @dataclass(frozen=True, slots=True)
-class Refused:
+class RefusedCorrection:
     """A correction to dead-letter; `held` is its entry when it was held (no record at hand)."""
 
     id: str
@@ -49,7 +49,7 @@ class Refused:
     held: MonitorEntry | None = None
 
 
-Outcome = Counted | Held | Refused
+CorrectionOutcome = Counted | Held | RefusedCorrection
 
 
 @dataclass
@@ -68,7 +68,7 @@ class CorrectionJoin:
         self.book = QualityBook(self.partition, self.window_ms)
 
     # -- input -----------------------------------------------------------------------------
-    def add_result(self, result: LabelRecord, now_ms: int) -> list[Outcome]:
+    def add_result(self, result: LabelRecord, now_ms: int) -> list[CorrectionOutcome]:
         self.book.add_result(result.scores, result.versions, now_ms)
         held = self.results.get(result.id)
         if held is not None and held.corrected is not None:
@@ -89,7 +89,7 @@ class CorrectionJoin:
 
     def add_correction(
         self, correction: CorrectionRecord, source: str, now_ms: int
-    ) -> list[Outcome]:
+    ) -> list[CorrectionOutcome]:
         message_id = correction.id
         entry = self.results.get(message_id)
         first = entry.corrected if entry is not None else None
@@ -97,7 +97,7 @@ class CorrectionJoin:
             first = _named(self.waiting[message_id].correction)
         if first is not None:
             detail = f"{message_id} was corrected to {first} already; the first correction stands"
-            return [Refused(message_id, Reason.DUPLICATE_CORRECTION, detail)]
+            return [RefusedCorrection(message_id, Reason.DUPLICATE_CORRECTION, detail)]
         if entry is None:
             held = MonitorEntry(id=message_id, seen_ms=now_ms, correction=correction, source=source)
             self._put(self.waiting, WAITING, held)
@@ -112,18 +112,18 @@ class CorrectionJoin:
         return [Counted(truth)]
 
     # -- time ------------------------------------------------------------------------------
-    def expire(self, now_ms: int) -> list[Outcome]:
+    def expire(self, now_ms: int) -> list[CorrectionOutcome]:
         """Results past the horizon leave; held corrections past the wait are refused."""
         for entry in _expired(self.results, now_ms - self.horizon_ms):
             self._changes[RESULT + entry.id.encode()] = None
-        refused: list[Outcome] = []
+        refused: list[CorrectionOutcome] = []
         for entry in _expired(self.waiting, now_ms - self.wait_ms):
             self._changes[WAITING + entry.id.encode()] = None
             detail = (
                 f"no result for {entry.id} within {self.wait_ms / 1000:g}s of its correction"
                 " (never published, refused, or older than the horizon)"
             )
-            refused.append(Refused(entry.id, Reason.UNKNOWN_ID, detail, entry))
+            refused.append(RefusedCorrection(entry.id, Reason.UNKNOWN_ID, detail, entry))
         self.book.expire(now_ms)
         return refused
 

@@ -23,8 +23,16 @@ from triage.core.registry.view import RegistryView
 from triage.core.runtime.app import Service, Session
 from triage.core.runtime.clock import now_ms as wall_ms
 from triage.core.runtime.metrics import count_dead_letters
+from triage.core.runtime.state import ChangeloggedState
 from triage.monitor import metrics
-from triage.monitor.join import COUNTS, CorrectionJoin, Counted, Held, Outcome, Refused
+from triage.monitor.join import (
+    COUNTS,
+    CorrectionJoin,
+    CorrectionOutcome,
+    Counted,
+    Held,
+    RefusedCorrection,
+)
 from triage.monitor.settings import MonitorSettings
 from triage.schemas.codec import (
     Reason,
@@ -36,6 +44,7 @@ from triage.schemas.codec import (
     encode,
 )
 from triage.schemas.models import DeadLetter, QualityCounts, Refusal
+from triage.schemas.source import UNKNOWN_SOURCE, SourceRef
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +71,7 @@ class Monitor(Service):
         self.max_batch = settings.max_batch
         self.poll_timeout_ms = settings.poll_timeout_ms
         self.joins: dict[int, CorrectionJoin] = {}
-        self._states: dict[int, _JoinPartition] = {}
+        self._states: dict[int, ChangeloggedState[CorrectionJoin]] = {}
         self.view = RegistryView()
         self.registry: RegistryReader | None = None
         self._outcomes: list[str] = []
@@ -79,7 +88,7 @@ class Monitor(Service):
     def close(self) -> None:
         self.registry = None
 
-    def assign(self, partition: int) -> _JoinPartition:
+    def assign(self, partition: int) -> ChangeloggedState[CorrectionJoin]:
         self._gauges_stale = True  # its restored counts, once restored
         s = self.settings
         join = CorrectionJoin(
@@ -89,7 +98,10 @@ class Monitor(Service):
             window_ms=int(s.quality_window_s * 1000),
         )
         self.joins[partition] = join
-        state = self._states[partition] = _JoinPartition(join)
+        state = ChangeloggedState(
+            join, CorrectionJoin.restore, CorrectionJoin.take_changes, _describe
+        )
+        self._states[partition] = state
         return state
 
     def revoke(self, partition: int) -> None:
@@ -111,7 +123,7 @@ class Monitor(Service):
                     outputs += self._correction(join, record, now_ms)
         for partition, join in self.joins.items():
             outputs += self._outputs(join.expire(now_ms), None)
-            outputs += self._take_changes(partition, join)
+            outputs += self._take_changes(partition)
         return outputs
 
     def committed(self) -> None:
@@ -161,7 +173,7 @@ class Monitor(Service):
         if label is not None and (label == NONE_LABEL or not self._known(label)):
             detail = f"{label!r} is not a class of the registry; null means none of our classes"
             return [self._refuse(record, correction.id, Reason.UNKNOWN_LABEL, detail)]
-        source = f"{record.topic}:{record.partition}:{record.offset}"
+        source = SourceRef.of(record).format()
         return self._outputs(join.add_correction(correction, source, now_ms), record)
 
     def _known(self, label: str) -> bool:
@@ -170,29 +182,29 @@ class Monitor(Service):
         return self.view.knows(label)
 
     # -- outputs ---------------------------------------------------------------------------
-    def _outputs(self, outcomes: list[Outcome], record: Record | None) -> list[Output]:
+    def _outputs(self, outcomes: list[CorrectionOutcome], record: Record | None) -> list[Output]:
         outputs = []
         for outcome in outcomes:
             if isinstance(outcome, Counted):
                 self._outcomes.append("counted")
             elif isinstance(outcome, Held):
                 self._outcomes.append("held")
-            elif isinstance(outcome, Refused):
+            elif isinstance(outcome, RefusedCorrection):
                 outputs.append(self._refused(outcome, record))
         return outputs
 
-    def _refused(self, refused: Refused, record: Record | None) -> Output:
+    def _refused(self, refused: RefusedCorrection, record: Record | None) -> Output:
         if refused.held is None:
             assert record is not None  # refused at once: the record is at hand
             return self._refuse(record, refused.id, refused.reason, refused.detail)
         held = refused.held
-        topic, partition, offset = (held.source or "::-1").rsplit(":", 2)
+        source = SourceRef.parse(held.source) if held.source else UNKNOWN_SOURCE
         refusal = Refusal(
             reason=refused.reason,
             detail=refused.detail,
-            source_topic=topic,
-            source_partition=int(partition or -1),
-            source_offset=int(offset),
+            source_topic=source.topic,
+            source_partition=source.partition,
+            source_offset=source.offset,
             original_key_b64=b64(held.id.encode()),
             # the held correction as decoded (what was read, re-encoded)
             original_value_b64=b64(encode(held.correction)) or "" if held.correction else "",
@@ -212,11 +224,10 @@ class Monitor(Service):
         key = None if message_id is None else message_id.encode()
         return Output(self.settings.dead_letters, key, encode(letter))
 
-    def _take_changes(self, partition: int, join: CorrectionJoin) -> list[Output]:
+    def _take_changes(self, partition: int) -> list[Output]:
         """The batch's changes go to the changelog (the runtime asks the partition state for
         them next); its changed summaries also to the quality topic, keyed per partition."""
-        changes = join.take_changes()
-        self._states[partition].pending.update(changes)
+        changes = self._states[partition].take_changes()
         self._gauges_stale = self._gauges_stale or any(k.startswith(COUNTS) for k in changes)
         return [
             Output(self.settings.quality, key[len(COUNTS) :] + f"/{partition}".encode(), value)
@@ -225,23 +236,8 @@ class Monitor(Service):
         ]
 
 
-class _JoinPartition:
-    """A partition's join as the runtime's partition state: changelog bytes in and out."""
-
-    def __init__(self, join: CorrectionJoin) -> None:
-        self.join = join
-        self.pending: dict[bytes, bytes | None] = {}
-
-    def restore(self, key: bytes, value: bytes | None) -> None:
-        self.join.restore(key, value)
-
-    def changes(self) -> dict[bytes, bytes | None]:
-        changes, self.pending = self.pending, {}
-        return changes
-
-    def __str__(self) -> str:
-        j = self.join
-        return (
-            f"{len(j.results)} results kept for corrections, {len(j.waiting)} corrections"
-            f" waiting, {len(j.book.counts)} class versions counted"
-        )
+def _describe(join: CorrectionJoin) -> str:
+    return (
+        f"{len(join.results)} results kept for corrections, {len(join.waiting)} corrections"
+        f" waiting, {len(join.book.counts)} class versions counted"
+    )

@@ -9,12 +9,11 @@ producer (same transactional id) fences this one and aborts the open transaction
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Mapping
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
-from kafka.structs import ConsumerGroupMetadata, MemberState, OffsetAndMetadata, TopicPartition
+from kafka.structs import ConsumerGroupMetadata, OffsetAndMetadata, TopicPartition
 
 from triage.core.liveness import beat
 from triage.core.records import Output, Partition
@@ -121,76 +120,3 @@ def _abort_quietly(producer: KafkaProducer) -> None:
         _await(producer, producer._transaction_manager.begin_abort(), "aborting", 5)
     except Exception as exc:  # the session is ending anyway; the broker times it out
         log.debug("abort after failure also failed: %s", exc)
-
-
-def finish_stranded_join(consumer: KafkaConsumer) -> bool:
-    """Rejoin a group whose join kafka-python 3.0.12 started and then stopped collecting.
-
-    A join that the metadata check started is left in flight when a poll's time runs out; its
-    own assignment then makes `need_rejoin()` false, so no later poll awaits it: the member
-    stays REBALANCING with heartbeats off until the coordinator expires it, and never rejoins.
-    Seen in CI, read in the broker logs: "re-joining group during Stable", the SyncGroup
-    answered, then "removing it from the group on heartbeat expiration" 10 s later, and every
-    classifier of a fault test out of its group for minutes. Asking for a rejoin makes the next
-    poll await the join (or send a new one). Returns whether it asked."""
-    coordinator = getattr(consumer, "_coordinator", None)
-    if (
-        coordinator is None
-        or coordinator.state is not MemberState.REBALANCING
-        or getattr(coordinator, "_join_task", None) is None
-        or coordinator.need_rejoin()
-    ):
-        return False
-    log.warning(
-        "group %s: a join was left uncollected by the client; rejoining",
-        coordinator.config["group_id"],
-    )
-    coordinator.request_rejoin()
-    return True
-
-
-class PositionWatch:
-    """Ends a session whose consumer has gone `limit_s` without a start position somewhere, or
-    without being a stable member of its group.
-
-    kafka-python retries an offset fetch that keeps failing (UNSTABLE_OFFSET_COMMIT, for one)
-    silently and forever; a new session releases stale offsets first and asks again. It can
-    also go on polling without ever joining its group (seen: one of three classifier processes
-    started at once spun in the coordinator lookup for over ten minutes, its group with no
-    member); a new session with new clients joins.
-    """
-
-    def __init__(self, limit_s: float = 60.0) -> None:
-        self.limit_s = limit_s
-        self._since: float | None = None
-        self._unjoined_since: float | None = None
-
-    def check(self, consumer: KafkaConsumer) -> None:
-        self._check_member(consumer)
-        missing = consumer._subscription.missing_fetch_positions()
-        if not missing:
-            self._since = None
-            return
-        now = time.monotonic()
-        if self._since is None:
-            self._since = now
-        elif now - self._since > self.limit_s:
-            names = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(missing))
-            raise KafkaTimeoutError(
-                f"no start position for {names} after {self.limit_s:.0f}s"
-                " (is a committed offset stuck unstable?)"
-            )
-
-    def _check_member(self, consumer: KafkaConsumer) -> None:
-        coordinator = getattr(consumer, "_coordinator", None)
-        if coordinator is None or not consumer.subscription() or coordinator.stable():
-            self._unjoined_since = None
-            return
-        now = time.monotonic()
-        if self._unjoined_since is None:
-            self._unjoined_since = now
-        elif now - self._unjoined_since > self.limit_s:
-            raise KafkaTimeoutError(
-                f"not a member of group {coordinator.config['group_id']} after {self.limit_s:.0f}s"
-                " (coordinator not found, or the join never completed)"
-            )

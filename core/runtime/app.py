@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from threadpoolctl import threadpool_limits
 
 from triage.core.errors import ConfigError
-from triage.core.kafka import KafkaError, clients, security, topics, transactions
+from triage.core.kafka import KafkaError, clients, group_health, security, topics, transactions
 from triage.core.kafka.reader import TopicReader
 from triage.core.kafka.security import SecurityError
 from triage.core.liveness import beat, settle_heap, watch
@@ -163,7 +163,7 @@ class Application:
             **member,
         )
         session = Session(s, producer)
-        positions = transactions.PositionWatch()
+        positions = group_health.PositionWatch()
         if svc.overlap_chunk is not None:
             self._committer = ThreadPoolExecutor(1, thread_name_prefix=f"{svc.name} commits")
         try:
@@ -177,7 +177,7 @@ class Application:
             while not stop.is_set():
                 beat()
                 batch = consumer.poll(timeout_ms=svc.poll_timeout_ms)
-                transactions.finish_stranded_join(consumer)
+                group_health.finish_stranded_join(consumer)
                 self._restore_assigned()
                 if not batch:
                     positions.check(consumer)

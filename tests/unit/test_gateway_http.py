@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from triage.core.errors import ConfigError
 from triage.core.settings import ConnectionSettings
 from triage.gateway.app import create_app
-from triage.gateway.results import Outcome
+from triage.gateway.results import TextOutcome
 from triage.gateway.service import Gateway
 from triage.gateway.settings import GatewaySettings
 from triage.schemas.codec import fingerprint
@@ -113,7 +113,7 @@ def test_an_id_whose_result_is_for_another_text_is_409(tmp_path):
         decided_at_ms=2,
         fingerprint=fingerprint(b"my card has not arrived"),
     )
-    gateway.index.add(Outcome(result=result))
+    gateway.index.add(TextOutcome(result=result))
     c = TestClient(create_app(settings, gateway), raise_server_exceptions=False)
     same = c.post("/v1/classify", json={"id": "x", "text": "my card has not arrived"})
     assert same.status_code == 200 and same.json()["label"] == "a"  # a retry: its result

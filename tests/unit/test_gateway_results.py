@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from triage.core.records import ConsumedRecord
-from triage.gateway.results import Outcome, ResultIndex
+from triage.gateway.results import ResultIndex, TextOutcome
 from triage.schemas.models import DeadLetter, LabelRecord, Refusal
 
 
-def result(message_id: str, label: str = "a") -> Outcome:
-    return Outcome(
+def result(message_id: str, label: str = "a") -> TextOutcome:
+    return TextOutcome(
         result=LabelRecord(
             id=message_id,
             label=label,
@@ -43,6 +43,6 @@ def test_memory_is_bounded_oldest_out_first_and_recent_is_newest_first():
     text = ConsumedRecord("texts", 0, 1, 1, b"bad", b"")
     refusal = Refusal.of_record(text, "empty_record", "the record has no value")
     letter = DeadLetter.from_refusal(refusal, "bad", "classifier", 3)
-    index.add(Outcome(refused=letter))
+    index.add(TextOutcome(refused=letter))
     assert len(index) == 3 and index.get("m0") is None and index.get("m1") is None
     assert [r.id for r in index.recent(10)] == ["m4", "m3"]  # refusals are not results

@@ -1,6 +1,6 @@
 import pytest
 
-from triage.aggregator.join import Conflict, JoinTable, Refused
+from triage.aggregator.join import Conflict, JoinTable, RefusedByClassifier
 from triage.core.records import ConsumedRecord
 from triage.core.registry.view import RegistryView, with_voter
 from triage.schemas.codec import Reason, encode
@@ -182,7 +182,7 @@ def test_refusal_becomes_one_dead_letter(table):
     )
     bad = ScoreRecord(id="texts:0:3", text_timestamp_ms=T0, refusal=refusal)
     [outcome] = table.add(bad, T0)
-    assert isinstance(outcome, Refused)
+    assert isinstance(outcome, RefusedByClassifier)
     assert table.add(bad, T0) == []  # the second classifier's refusal changes nothing
 
 
@@ -324,5 +324,7 @@ def test_another_unreadable_record_under_a_seen_id_gets_its_own_refusal(table):
         fingerprint="cccccccccccccccc",
     )
     [refused] = table.add(bad, T0 + 1)
-    assert isinstance(refused, Refused) and refused.refusal.reason == Reason.INVALID_UTF8
+    assert (
+        isinstance(refused, RefusedByClassifier) and refused.refusal.reason == Reason.INVALID_UTF8
+    )
     assert table.add(bad, T0 + 2) == []

@@ -20,7 +20,7 @@ from triage.core.model.quality import (
     psi,
     recall,
 )
-from triage.monitor.join import CorrectionJoin, Counted, Held, Refused
+from triage.monitor.join import CorrectionJoin, Counted, Held, RefusedCorrection
 from triage.schemas.codec import Reason
 from triage.schemas.models import CorrectionRecord, LabelRecord
 
@@ -80,7 +80,7 @@ def test_a_held_correction_whose_result_never_comes_is_unknown_id(join):
     join.add_correction(correction("m3", "a"), "corrections:0:7", T0)
     assert join.expire(T0 + WAIT - 1) == []
     [refused] = join.expire(T0 + WAIT)
-    assert isinstance(refused, Refused) and refused.reason == Reason.UNKNOWN_ID
+    assert isinstance(refused, RefusedCorrection) and refused.reason == Reason.UNKNOWN_ID
     assert refused.held is not None and refused.held.source == "corrections:0:7"
     assert not join.waiting and join.book.counts == {}
     # its result arriving later is just a result: nothing is counted

@@ -6,8 +6,8 @@ import pytest
 from kafka import TopicPartition
 from kafka.errors import KafkaTimeoutError
 
-from triage.core.kafka import transactions
-from triage.core.kafka.transactions import PositionWatch
+from triage.core.kafka import group_health
+from triage.core.kafka.group_health import PositionWatch
 
 
 class _Subscription:
@@ -28,7 +28,7 @@ class _Consumer:
 @pytest.fixture
 def clock(monkeypatch):
     now = [1000.0]
-    monkeypatch.setattr(transactions.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(group_health.time, "monotonic", lambda: now[0])
     return now
 
 
@@ -84,7 +84,7 @@ def test_a_join_the_client_left_uncollected_is_asked_again():
 
     stranded = _Consumer()
     stranded._coordinator = _Coordinator(MemberState.REBALANCING, object(), rejoin=False)
-    assert transactions.finish_stranded_join(stranded) and stranded._coordinator.asked
+    assert group_health.finish_stranded_join(stranded) and stranded._coordinator.asked
     for state, task, rejoin in [
         (MemberState.STABLE, None, False),  # a member
         (MemberState.REBALANCING, object(), True),  # a join the next poll will await
@@ -92,4 +92,4 @@ def test_a_join_the_client_left_uncollected_is_asked_again():
     ]:
         consumer = _Consumer()
         consumer._coordinator = _Coordinator(state, task, rejoin)
-        assert not transactions.finish_stranded_join(consumer) and not consumer._coordinator.asked
+        assert not group_health.finish_stranded_join(consumer) and not consumer._coordinator.asked
