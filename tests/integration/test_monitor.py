@@ -102,11 +102,11 @@ def test_live_quality_equals_the_offline_counts_through_a_kill_9(procs, demo_mod
         publisher.publish(texts[:-1])
     settings = CommonSettings()
 
-    def results() -> dict[str, LabelRecord] | None:
+    def results(count: int) -> dict[str, LabelRecord] | None:
         found = {r.id: r for r in read_labels(settings) if r.id.startswith(run)}
-        return found if len(found) >= len(texts) - 1 else None
+        return found if len(found) >= count else None
 
-    wait_until(results, 120, "the first results", interval=1)
+    wait_until(lambda: results(len(texts) - 1), 120, "the first results", interval=1)
     first, second = texts[:30], texts[30:60]
     # None of our classes, for some: what they were routed to is then wrong
     truth = {t.id: truth_of[t.id] for t in first + second}
@@ -125,7 +125,7 @@ def test_live_quality_equals_the_offline_counts_through_a_kill_9(procs, demo_mod
         publisher.publish([early])  # the text whose correction waited for it
     truth[early.id] = truth_of[early.id]
 
-    done = wait_until(results, 60, "every result")
+    done = wait_until(lambda: results(len(texts)), 60, "every result, the early text's too")
     expected = expected_counts(done, truth)
     wait_until(lambda: scraped(port) == expected, 120, "the restarted monitor's counts", 1)
 
