@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,18 @@ def create_app(settings: GatewaySettings, gateway: Gateway) -> FastAPI:
         description="Classify support messages on the triage pipeline: publish, wait, answer.",
     )
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    _add_error_handlers(app)
+    _add_request_metrics(app)
+    authorized = [Depends(_authorizer(tokens))]
+    # Registered in this order, which is the OpenAPI page's.
+    _add_classify_routes(app, settings, gateway, authorized)
+    _add_status_routes(app, settings, gateway, authorized)
+    _add_page_routes(app)
+    return app
+
+
+def _authorizer(tokens: list[bytes] | None) -> Callable[[Request], None]:
+    """The dependency that lets a request in only with one of `tokens` (all when None)."""
 
     def authorized(request: Request) -> None:
         if tokens is None:
@@ -98,8 +111,11 @@ def create_app(settings: GatewaySettings, gateway: Gateway) -> FastAPI:
         if not any(hmac.compare_digest(given.encode(), t) for t in tokens):
             raise Problem(403, "this bearer token is not accepted")
 
-    def wait_param(wait: float = Query(5.0, ge=0, description="seconds to wait for the result")):
-        return min(wait, settings.max_wait_s)
+    return authorized
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error as one JSON line `{"error": ...}`, never a stack trace."""
 
     @app.exception_handler(Problem)
     async def _problem(_request: Request, exc: Problem) -> JSONResponse:
@@ -125,6 +141,10 @@ def create_app(settings: GatewaySettings, gateway: Gateway) -> FastAPI:
         log.exception("request failed")
         return JSONResponse({"error": f"internal error ({type(exc).__name__}); see the log"}, 500)
 
+
+def _add_request_metrics(app: FastAPI) -> None:
+    """Count every answer and time it, by route template and status code."""
+
     @app.middleware("http")
     async def _count(request: Request, call_next):
         started = time.monotonic()
@@ -135,14 +155,23 @@ def create_app(settings: GatewaySettings, gateway: Gateway) -> FastAPI:
         REQUEST_SECONDS.labels(name).observe(time.monotonic() - started)
         return response
 
-    @app.post("/v1/classify", dependencies=[Depends(authorized)])
+
+def _add_classify_routes(
+    app: FastAPI, settings: GatewaySettings, gateway: Gateway, authorized: list[Any]
+) -> None:
+    """POST /v1/classify (and /batch) and GET /v1/results: texts in, their results out."""
+
+    def wait_param(wait: float = Query(5.0, ge=0, description="seconds to wait for the result")):
+        return min(wait, settings.max_wait_s)
+
+    @app.post("/v1/classify", dependencies=authorized)
     async def classify(body: TextIn, wait: float = Depends(wait_param)) -> JSONResponse:
         """Publish one text and wait up to `wait` seconds for its committed result: 200 with
         the label record, 202 with a `Location` to poll, or 422 with the refusal's reason."""
         (answer,) = await gateway.classify([body.model_dump()], wait)
         return _single(answer)
 
-    @app.post("/v1/classify/batch", dependencies=[Depends(authorized)])
+    @app.post("/v1/classify/batch", dependencies=authorized)
     async def classify_batch(body: BatchIn, wait: float = Depends(wait_param)) -> JSONResponse:
         """Several texts at once (up to the configured count); one item per text, in order."""
         if len(body.texts) > settings.max_batch_texts:
@@ -150,7 +179,7 @@ def create_app(settings: GatewaySettings, gateway: Gateway) -> FastAPI:
         answers = await gateway.classify([t.model_dump() for t in body.texts], wait)
         return JSONResponse({"results": [_item(a) for a in answers]})
 
-    @app.get("/v1/results/{message_id}", dependencies=[Depends(authorized)])
+    @app.get("/v1/results/{message_id}", dependencies=authorized)
     async def result(message_id: str) -> JSONResponse:
         """The outcome of a text: 200, 422 (refused), 202 (published here, pending) or 404."""
         outcome = gateway.lookup(message_id)
@@ -160,14 +189,20 @@ def create_app(settings: GatewaySettings, gateway: Gateway) -> FastAPI:
             return _single(Answer(message_id, None))
         raise Problem(404, f"no result for {message_id} (not decided yet, or too old)")
 
-    @app.get("/v1/results", dependencies=[Depends(authorized)])
+    @app.get("/v1/results", dependencies=authorized)
     async def recent(limit: int = Query(20, ge=1, le=200)) -> JSONResponse:
         """The latest results this gateway has seen, newest first."""
         with gateway.follower.lock:
             found = gateway.index.recent(limit)
         return JSONResponse({"results": [r.model_dump(mode="json") for r in found]})
 
-    @app.get("/v1/classifiers", dependencies=[Depends(authorized)])
+
+def _add_status_routes(
+    app: FastAPI, settings: GatewaySettings, gateway: Gateway, authorized: list[Any]
+) -> None:
+    """The registry listing, liveness, readiness and the Prometheus metrics."""
+
+    @app.get("/v1/classifiers", dependencies=authorized)
     async def classifiers() -> JSONResponse:
         """The registry listing (as `triage classifiers --json`)."""
         now = now_ms()
@@ -194,12 +229,15 @@ def create_app(settings: GatewaySettings, gateway: Gateway) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+
+def _add_page_routes(app: FastAPI) -> None:
+    """The page for people at / and its static files."""
+
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    return app
 
 
 def _single(answer: Answer) -> JSONResponse:
