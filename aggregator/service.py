@@ -45,11 +45,12 @@ class Aggregator(Service):
 
     def __init__(self, settings: AggregatorSettings) -> None:
         self.settings = settings
+        self.topics = self.settings.topics  # resolved once: names go with every record
         self.instance_id = settings.instance_id
         self.group_id = settings.group(settings.group_id)
-        self.inputs = (settings.scores,)
-        self.outputs = (settings.labels, settings.dead_letters)
-        self.changelog = settings.aggregator_state
+        self.inputs = (settings.topics.scores,)
+        self.outputs = (settings.topics.labels, settings.topics.dead_letters)
+        self.changelog = settings.topics.aggregator_state
         self.max_batch = settings.max_batch
         self.poll_timeout_ms = settings.poll_timeout_ms
         self.tables: dict[int, JoinTable] = {}
@@ -62,7 +63,7 @@ class Aggregator(Service):
 
     # -- the runtime's hooks ---------------------------------------------------------------
     def open(self, session: Session) -> None:
-        self.registry = RegistryReader(session.reader(self.settings.registry), self.view)
+        self.registry = RegistryReader(session.reader(self.topics.registry), self.view)
         self.registry.catch_up()
 
     def close(self) -> None:
@@ -152,7 +153,7 @@ class Aggregator(Service):
             else:
                 self._results.append(outcome)
                 key = outcome.id.encode()
-                outputs.append(Output(self.settings.labels, key, encode(outcome)))
+                outputs.append(Output(self.topics.labels, key, encode(outcome)))
         return outputs
 
     def _dead_letter(
@@ -165,7 +166,7 @@ class Aggregator(Service):
         self._dead_reasons.append(refusal.reason)
         by = refused_by or f"aggregator:{self.instance_id}"
         letter = DeadLetter.from_refusal(refusal, message_id, by, wall_ms())
-        return Output(self.settings.dead_letters, key, encode(letter))
+        return Output(self.topics.dead_letters, key, encode(letter))
 
 
 class _TablePartition:

@@ -26,13 +26,16 @@ from kafka.admin import (
     ResourceType,
 )
 
-from triage.aggregator.settings import AggregatorSettings
+from triage.core import topology
 from triage.core.settings import CommonSettings
-from triage.monitor.settings import MonitorSettings
 
-PUBLISHER, CLASSIFIER, AGGREGATOR, READER = "publisher", "classifier", "aggregator", "reader"
-GATEWAY, MONITOR = "gateway", "monitor"
-ROLES = (PUBLISHER, CLASSIFIER, AGGREGATOR, READER, GATEWAY, MONITOR)
+ROLES = tuple(role.name for role in topology.ROLES if role.granted)
+PUBLISHER, CLASSIFIER, AGGREGATOR = (
+    topology.PUBLISHER.name,
+    topology.CLASSIFIER.name,
+    topology.AGGREGATOR.name,
+)
+READER, GATEWAY, MONITOR = topology.READER.name, topology.GATEWAY.name, topology.MONITOR.name
 
 READ, WRITE = ACLOperation.READ, ACLOperation.WRITE
 LITERAL, PREFIXED = ACLResourcePatternType.LITERAL, ACLResourcePatternType.PREFIXED
@@ -53,55 +56,20 @@ class AclError(Exception):
 
 
 def grants(role: str, settings: CommonSettings) -> list[Grant]:
-    """What ``role`` needs with the topic names and prefix of ``settings``."""
-    s = settings
-    topic = ResourceType.TOPIC
-    classifier_prefix = s.group("triage-classifier-")
-    aggregator_group = s.group(AggregatorSettings.model_fields["group_id"].default)
-    monitor_group = s.group(MonitorSettings.model_fields["group_id"].default)
-    by_role = {
-        PUBLISHER: [Grant(topic, s.texts, WRITE), Grant(topic, s.corrections, WRITE)],
-        CLASSIFIER: [
-            Grant(topic, s.texts, READ),
-            Grant(topic, s.scores, WRITE),
-            Grant(topic, s.registry, READ),
-            Grant(topic, s.registry, WRITE),
-            Grant(ResourceType.GROUP, classifier_prefix, READ, PREFIXED),
-            Grant(ResourceType.TRANSACTIONAL_ID, classifier_prefix, WRITE, PREFIXED),
-        ],
-        AGGREGATOR: [
-            Grant(topic, s.scores, READ),
-            Grant(topic, s.registry, READ),
-            Grant(topic, s.labels, WRITE),
-            Grant(topic, s.dead_letters, WRITE),
-            Grant(topic, s.aggregator_state, READ),
-            Grant(topic, s.aggregator_state, WRITE),
-            Grant(ResourceType.GROUP, aggregator_group, READ),
-            Grant(ResourceType.TRANSACTIONAL_ID, aggregator_group + ".", WRITE, PREFIXED),
-        ],
-        MONITOR: [
-            Grant(topic, s.labels, READ),
-            Grant(topic, s.corrections, READ),
-            Grant(topic, s.registry, READ),
-            Grant(topic, s.dead_letters, WRITE),
-            Grant(topic, s.quality, READ),
-            Grant(topic, s.quality, WRITE),
-            Grant(topic, s.monitor_state, READ),
-            Grant(topic, s.monitor_state, WRITE),
-            Grant(ResourceType.GROUP, monitor_group, READ),
-            Grant(ResourceType.TRANSACTIONAL_ID, monitor_group + ".", WRITE, PREFIXED),
-        ],
-        READER: [Grant(topic, s.labels, READ), Grant(topic, s.dead_letters, READ)],
-        GATEWAY: [
-            Grant(topic, s.texts, WRITE),
-            Grant(topic, s.labels, READ),
-            Grant(topic, s.dead_letters, READ),
-            Grant(topic, s.registry, READ),
-        ],
-    }
-    if role not in by_role:
+    """What ``role`` needs with the topic names and prefix of ``settings``: reading and writing
+    the topics the topology gives it, its consumer group and its transactional ids."""
+    by_name = {r.name: r for r in topology.ROLES if r.granted}
+    if role not in by_name:
         raise ValueError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
-    return by_role[role]
+    spec, names, topic = by_name[role], settings.topics, ResourceType.TOPIC
+    found = [Grant(topic, names[field], READ) for field in spec.reads]
+    found += [Grant(topic, names[field], WRITE) for field in spec.writes]
+    if spec.group is not None:
+        pattern = PREFIXED if spec.group_is_prefix else LITERAL
+        found.append(Grant(ResourceType.GROUP, settings.group(spec.group), READ, pattern))
+        txn = settings.group(spec.transactional_id_prefix)
+        found.append(Grant(ResourceType.TRANSACTIONAL_ID, txn, WRITE, PREFIXED))
+    return found
 
 
 def acls(role: str, settings: CommonSettings, principal: str | None = None) -> list[ACL]:
