@@ -1,7 +1,8 @@
 """Configuration of every triage service, from flags and `TRIAGE_*` environment variables.
 
 One frozen settings class per service, composed: `ConnectionSettings` (cluster and security)
-is a part of `CommonSettings` (plus topic names and the runtime's tuning), which every service's
+is a part of `CommonSettings` (plus the topic names, `settings.topics`, whose fields the
+topology in `triage.core.topology` declares, and the runtime's tuning), which every service's
 settings extend with its own tuning, so every service reads the same variables the same way and
 a tool passes settings objects around instead of writing the environment. Flags win
 over the environment; the environment wins over defaults. Credentials are `SecretStr` and

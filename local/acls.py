@@ -1,15 +1,12 @@
 """Who may do what on Kafka: one role per triage service, and the ACLs each role needs.
 
-A role is a SCRAM user of the same name. The publisher writes texts and corrections; a
-classifier reads texts, writes scores and announces itself in the registry; the aggregator
-reads scores and the registry and writes results, dead letters and its changelog; a reader
-reads results and dead letters; the monitor reads results, corrections and the registry and
-writes dead letters, the quality summaries and its changelog (and `triage quality` runs as
-it). Consumer groups and transactional ids are granted by prefix (``<prefix>triage-
-classifier-`` covers every classifier unit and instance), topics by exact name, so that
-``TRIAGE_TOPIC_PREFIX`` separates deployments sharing a cluster. Nobody but an administrator
-may create topics or ACLs, and no role can do another's job: a classifier cannot read scores
-or write results, the aggregator cannot read texts or write scores.
+A role is a SCRAM user of the same name; which topics it reads and writes and its consumer
+group are the topology's (`triage.core.topology`), and its grants are derived from there
+(`triage quality` runs as the monitor). Consumer groups and transactional ids are granted by
+prefix (``<prefix>triage-classifier-`` covers every classifier unit and instance), topics by
+exact name, so that ``TRIAGE_TOPIC_PREFIX`` separates deployments sharing a cluster. Nobody
+but an administrator may create topics or ACLs, and no role can do another's job: a classifier
+cannot read scores or write results, the aggregator cannot read texts or write scores.
 """
 
 from __future__ import annotations
@@ -30,12 +27,7 @@ from triage.core import topology
 from triage.core.settings import CommonSettings
 
 ROLES = tuple(role.name for role in topology.ROLES if role.granted)
-PUBLISHER, CLASSIFIER, AGGREGATOR = (
-    topology.PUBLISHER.name,
-    topology.CLASSIFIER.name,
-    topology.AGGREGATOR.name,
-)
-READER, GATEWAY, MONITOR = topology.READER.name, topology.GATEWAY.name, topology.MONITOR.name
+PUBLISHER, CLASSIFIER, AGGREGATOR, READER, GATEWAY, MONITOR = ROLES
 
 READ, WRITE = ACLOperation.READ, ACLOperation.WRITE
 LITERAL, PREFIXED = ACLResourcePatternType.LITERAL, ACLResourcePatternType.PREFIXED
