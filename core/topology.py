@@ -34,7 +34,7 @@ class Topics(Generic[T]):
     monitor_state: T
 
     def __getitem__(self, field: str) -> T:
-        return getattr(self, field)  # type: ignore[no-any-return]
+        return getattr(self, field)
 
     def items(self) -> Iterator[tuple[str, T]]:
         """(field, value) in declaration order, the README table's."""
