@@ -46,11 +46,12 @@ class Aggregator(Service):
 
     def __init__(self, settings: AggregatorSettings) -> None:
         self.settings = settings
+        self.topics = self.settings.topics  # resolved once: names go with every record
         self.instance_id = settings.instance_id
         self.group_id = settings.group(settings.group_id)
-        self.inputs = (settings.scores,)
-        self.outputs = (settings.labels, settings.dead_letters)
-        self.changelog = settings.aggregator_state
+        self.inputs = (settings.topics.scores,)
+        self.outputs = (settings.topics.labels, settings.topics.dead_letters)
+        self.changelog = settings.topics.aggregator_state
         self.max_batch = settings.max_batch
         self.poll_timeout_ms = settings.poll_timeout_ms
         self.tables: dict[int, JoinTable] = {}
@@ -63,7 +64,7 @@ class Aggregator(Service):
 
     # -- the runtime's hooks ---------------------------------------------------------------
     def open(self, session: Session) -> None:
-        self.registry = RegistryReader(session.reader(self.settings.registry), self.view)
+        self.registry = RegistryReader(session.reader(self.topics.registry), self.view)
         self.registry.catch_up()
 
     def close(self) -> None:
@@ -155,7 +156,7 @@ class Aggregator(Service):
             else:
                 self._results.append(outcome)
                 key = outcome.id.encode()
-                outputs.append(Output(self.settings.labels, key, encode(outcome)))
+                outputs.append(Output(self.topics.labels, key, encode(outcome)))
         return outputs
 
     def _dead_letter(
@@ -168,7 +169,7 @@ class Aggregator(Service):
         self._dead_reasons.append(refusal.reason)
         by = refused_by or f"aggregator:{self.instance_id}"
         letter = DeadLetter.from_refusal(refusal, message_id, by, wall_ms())
-        return Output(self.settings.dead_letters, key, encode(letter))
+        return Output(self.topics.dead_letters, key, encode(letter))
 
 
 def _restore(table: JoinTable, key: bytes, value: bytes | None) -> None:

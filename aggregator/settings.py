@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from triage.core.settings import CommonSettings
+from triage.core.topology import AGGREGATOR
 
 
 class AggregatorSettings(CommonSettings):
@@ -24,4 +25,4 @@ class AggregatorSettings(CommonSettings):
     )
     max_batch: int = Field(default=2000, ge=1)
     poll_timeout_ms: int = Field(default=100, ge=1)
-    group_id: str = "triage-aggregator"
+    group_id: str = AGGREGATOR.group_id()

@@ -30,6 +30,7 @@ from triage.core.model.scoring import Scorer
 from triage.core.records import Batch, Output, Partition, Record
 from triage.core.registry.announce import Announcer, Hosted
 from triage.core.runtime.app import Service, Session
+from triage.core.topology import CLASSIFIER
 from triage.schemas import embedding
 from triage.schemas.codec import Reason, Rejected, decode_features, decode_text, encode, fingerprint
 from triage.schemas.models import ClassifierMode, FeatureRecord, Refusal, ScoreRecord
@@ -49,12 +50,12 @@ def default_group(models: list[LoadedModel], mode: ClassifierMode, backfill: boo
     """`triage-classifier-<unit>`; a shadow unit's name includes its versions, so it never
     shares a group (and its texts) with the version that votes."""
     if mode is ClassifierMode.VOTING:
-        return f"triage-classifier-{unit_name([m.label for m in models])}"
+        return CLASSIFIER.group_id(unit_name([m.label for m in models]))
     if len(models) == 1:
         name = f"{models[0].label}-v{models[0].version}"
     else:
         name = unit_name([f"{m.label}@{m.version}" for m in models])
-    return f"triage-classifier-{name}" + ("-backfill" if backfill else "")
+    return CLASSIFIER.group_id(name + ("-backfill" if backfill else ""))
 
 
 class ClassifierUnit(Service):
@@ -69,15 +70,16 @@ class ClassifierUnit(Service):
         backfill: bool = False,
     ) -> None:
         self.settings = settings
+        self.topics = self.settings.topics  # resolved once: names go with every record
         self.scorer = Scorer(models)
         self.models = models
         self.mode = ClassifierMode.SHADOW if backfill else mode
         self.group_id = settings.group(group or default_group(models, self.mode, backfill))
         self.name = f"classifier {self.group_id}"
         self.encoder = reads_of(models)
-        self.inputs = (settings.features if self.encoder else settings.texts,)
+        self.inputs = (settings.topics.features if self.encoder else settings.topics.texts,)
         self._skipped: set[str] = set()
-        self.outputs = (settings.scores, settings.registry)
+        self.outputs = (settings.topics.scores, settings.topics.registry)
         self.max_batch = settings.max_batch
         self.poll_timeout_ms = settings.poll_timeout_ms
         self.versions = {m.label: m.version for m in models}
@@ -205,7 +207,7 @@ class ClassifierUnit(Service):
             fingerprint=text_fingerprint,
             source=source,
         )
-        return Output(self.settings.scores, message_id.encode(), encode(score))
+        return Output(self.topics.scores, message_id.encode(), encode(score))
 
     def _refusal_output(self, tp: Partition, record: Record, rejected: Rejected) -> Output:
         # Records without a usable id get one from their coordinates, the same in every
@@ -234,7 +236,7 @@ class ClassifierUnit(Service):
             fingerprint=digest,
             source=source,
         )
-        return Output(self.settings.scores, message_id.encode(), encode(score))
+        return Output(self.topics.scores, message_id.encode(), encode(score))
 
 
 def reads_of(models: list[LoadedModel]) -> str | None:

@@ -1,7 +1,8 @@
 """Configuration of every triage service, from flags and `TRIAGE_*` environment variables.
 
 One frozen settings class per service, composed: `ConnectionSettings` (cluster and security)
-is a part of `CommonSettings` (plus topic names and the runtime's tuning), which every service's
+is a part of `CommonSettings` (plus the topic names, `settings.topics`, whose fields the
+topology in `triage.core.topology` declares, and the runtime's tuning), which every service's
 settings extend with its own tuning, so every service reads the same variables the same way and
 a tool passes settings objects around instead of writing the environment. Flags win
 over the environment; the environment wins over defaults. Credentials are `SecretStr` and
@@ -11,12 +12,14 @@ never appear in logs, errors or `repr`.
 from __future__ import annotations
 
 import socket
+from operator import attrgetter
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, create_model, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from triage.core import topology
 from triage.core.errors import ConfigError as ConfigError
 from triage.core.errors import OperatorError as OperatorError
 
@@ -49,7 +52,16 @@ class ConnectionSettings(BaseSettings):
     ssl_check_hostname: bool = True
 
 
-class CommonSettings(BaseSettings):
+# `topic_texts` ... `topic_monitor_state` (TRIAGE_TOPIC_TEXTS ...): one field per topic of the
+# topology, generated from it, so adding a topic does not mean editing the runtime's settings.
+if TYPE_CHECKING:
+    _TopicNames = BaseSettings
+else:
+    _TopicNames = create_model("_TopicNames", __base__=BaseSettings, **topology.settings_fields())
+_given_names = attrgetter(*topology.settings_fields())
+
+
+class CommonSettings(_TopicNames):
     """The connection, topic names and the runtime's tuning: what every service shares."""
 
     model_config = ENV_CONFIG
@@ -71,16 +83,6 @@ class CommonSettings(BaseSettings):
         return rest | {"connection": ConnectionSettings(**(base | flat))}
 
     topic_prefix: str = ""
-    topic_texts: str = "texts"
-    topic_scores: str = "scores"
-    topic_labels: str = "labels"
-    topic_registry: str = "triage-registry"
-    topic_dead_letters: str = "triage-dead-letters"
-    topic_aggregator_state: str = "triage-aggregator-state"
-    topic_features: str = "features"
-    topic_corrections: str = "corrections"
-    topic_quality: str = "triage-quality"
-    topic_monitor_state: str = "triage-monitor-state"
     topic_partitions: int = Field(default=6, ge=1)
     topic_replication_factor: int | None = Field(default=None, ge=1)
 
@@ -113,48 +115,10 @@ class CommonSettings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
-    def topic(self, name: str) -> str:
-        return self.topic_prefix + name
-
     @property
-    def texts(self) -> str:
-        return self.topic(self.topic_texts)
-
-    @property
-    def scores(self) -> str:
-        return self.topic(self.topic_scores)
-
-    @property
-    def labels(self) -> str:
-        return self.topic(self.topic_labels)
-
-    @property
-    def registry(self) -> str:
-        return self.topic(self.topic_registry)
-
-    @property
-    def dead_letters(self) -> str:
-        return self.topic(self.topic_dead_letters)
-
-    @property
-    def aggregator_state(self) -> str:
-        return self.topic(self.topic_aggregator_state)
-
-    @property
-    def features(self) -> str:
-        return self.topic(self.topic_features)
-
-    @property
-    def corrections(self) -> str:
-        return self.topic(self.topic_corrections)
-
-    @property
-    def quality(self) -> str:
-        return self.topic(self.topic_quality)
-
-    @property
-    def monitor_state(self) -> str:
-        return self.topic(self.topic_monitor_state)
+    def topics(self) -> topology.Topics[str]:
+        """Every topic's name in this deployment: `settings.topics.texts`, ..."""
+        return topology.names(self.topic_prefix, _given_names(self))
 
     def group(self, name: str) -> str:
         return self.topic_prefix + name

@@ -21,6 +21,7 @@ from collections import deque
 
 from triage.core.records import Batch, Output, Record
 from triage.core.runtime.app import Service, Session
+from triage.core.topology import ENCODER
 from triage.encoder import metrics
 from triage.encoder.sentence import SentenceEncoder
 from triage.encoder.settings import EncoderSettings
@@ -37,11 +38,12 @@ class EncoderStage(Service):
 
     def __init__(self, settings: EncoderSettings, encoder: SentenceEncoder) -> None:
         self.settings = settings
+        self.topics = self.settings.topics  # resolved once: names go with every record
         self.encoder = encoder
-        self.group_id = settings.group(f"triage-encoder-{encoder.name}")
+        self.group_id = settings.group(ENCODER.group_id(encoder.name))
         self.name = f"encoder {encoder.name}"
-        self.inputs = (settings.texts,)
-        self.outputs = (settings.features,)
+        self.inputs = (settings.topics.texts,)
+        self.outputs = (settings.topics.features,)
         self.max_batch = settings.max_batch
         self.overlap_chunk = settings.encode_batch
         self.poll_timeout_ms = settings.poll_timeout_ms
@@ -55,7 +57,7 @@ class EncoderStage(Service):
             self.encoder.identity,
             self.encoder.dim,
             self.encoder.threads,
-            self.settings.features,
+            self.topics.features,
         )
 
     def process(self, batch: Batch, now_ms: int) -> list[Output]:
@@ -103,7 +105,7 @@ class EncoderStage(Service):
             fingerprint=fingerprint(text.encode()),
             source=SourceRef.of(record).format(),
         )
-        return Output(self.settings.features, message_id.encode(), encode(features))
+        return Output(self.topics.features, message_id.encode(), encode(features))
 
     def _refusal(self, record: Record, rejected: Rejected) -> Output:
         # The id every classifier would give it (see consumers/service.py), so a text refused
@@ -118,4 +120,4 @@ class EncoderStage(Service):
             fingerprint=fingerprint(record.value or b""),
             source=source,
         )
-        return Output(self.settings.features, message_id.encode(), encode(features))
+        return Output(self.topics.features, message_id.encode(), encode(features))

@@ -41,6 +41,7 @@ class Follower(threading.Thread):
     ) -> None:
         super().__init__(name="gateway-follower", daemon=True)
         self.settings = settings
+        self.topics = self.settings.topics  # resolved once: names go with every record
         self.index = index
         self.lock = threading.Lock()  # guards `index`
         self.view = RegistryView()
@@ -71,7 +72,7 @@ class Follower(threading.Thread):
         s = self.settings
         outcomes = TopicReader(
             s,
-            [s.labels, s.dead_letters],
+            [s.topics.labels, s.topics.dead_letters],
             from_end=True,
             start_offsets=self._positions,
             fetch_max_wait_ms=20,
@@ -95,7 +96,7 @@ class Follower(threading.Thread):
             self.view = registry.view
         self.error = None
         self.ready.set()
-        log.info("gateway: following %s and %s", self.settings.labels, self.settings.dead_letters)
+        log.info("gateway: following %s and %s", self.topics.labels, self.topics.dead_letters)
         checked = time.monotonic()
         while not self._stop.is_set():
             for record in outcomes.poll(timeout_ms=100):
@@ -113,7 +114,7 @@ class Follower(threading.Thread):
     def _take(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         if value is None:
             return
-        outcome = _outcome(topic == self.settings.labels, value)
+        outcome = _outcome(topic == self.topics.labels, value)
         if outcome is None:
             return
         with self.lock:

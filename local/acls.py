@@ -1,15 +1,12 @@
 """Who may do what on Kafka: one role per triage service, and the ACLs each role needs.
 
-A role is a SCRAM user of the same name. The publisher writes texts and corrections; a
-classifier reads texts, writes scores and announces itself in the registry; the aggregator
-reads scores and the registry and writes results, dead letters and its changelog; a reader
-reads results and dead letters; the monitor reads results, corrections and the registry and
-writes dead letters, the quality summaries and its changelog (and `triage quality` runs as
-it). Consumer groups and transactional ids are granted by prefix (``<prefix>triage-
-classifier-`` covers every classifier unit and instance), topics by exact name, so that
-``TRIAGE_TOPIC_PREFIX`` separates deployments sharing a cluster. Nobody but an administrator
-may create topics or ACLs, and no role can do another's job: a classifier cannot read scores
-or write results, the aggregator cannot read texts or write scores.
+A role is a SCRAM user of the same name; which topics it reads and writes and its consumer
+group are the topology's (`triage.core.topology`), and its grants are derived from there
+(`triage quality` runs as the monitor). Consumer groups and transactional ids are granted by
+prefix (``<prefix>triage-classifier-`` covers every classifier unit and instance), topics by
+exact name, so that ``TRIAGE_TOPIC_PREFIX`` separates deployments sharing a cluster. Nobody
+but an administrator may create topics or ACLs, and no role can do another's job: a classifier
+cannot read scores or write results, the aggregator cannot read texts or write scores.
 """
 
 from __future__ import annotations
@@ -26,13 +23,11 @@ from kafka.admin import (
     ResourceType,
 )
 
-from triage.aggregator.settings import AggregatorSettings
+from triage.core import topology
 from triage.core.settings import CommonSettings
-from triage.monitor.settings import MonitorSettings
 
-PUBLISHER, CLASSIFIER, AGGREGATOR, READER = "publisher", "classifier", "aggregator", "reader"
-GATEWAY, MONITOR = "gateway", "monitor"
-ROLES = (PUBLISHER, CLASSIFIER, AGGREGATOR, READER, GATEWAY, MONITOR)
+ROLES = tuple(role.name for role in topology.ROLES if role.granted)
+PUBLISHER, CLASSIFIER, AGGREGATOR, READER, GATEWAY, MONITOR = ROLES
 
 READ, WRITE = ACLOperation.READ, ACLOperation.WRITE
 LITERAL, PREFIXED = ACLResourcePatternType.LITERAL, ACLResourcePatternType.PREFIXED
@@ -53,55 +48,20 @@ class AclError(Exception):
 
 
 def grants(role: str, settings: CommonSettings) -> list[Grant]:
-    """What ``role`` needs with the topic names and prefix of ``settings``."""
-    s = settings
-    topic = ResourceType.TOPIC
-    classifier_prefix = s.group("triage-classifier-")
-    aggregator_group = s.group(AggregatorSettings.model_fields["group_id"].default)
-    monitor_group = s.group(MonitorSettings.model_fields["group_id"].default)
-    by_role = {
-        PUBLISHER: [Grant(topic, s.texts, WRITE), Grant(topic, s.corrections, WRITE)],
-        CLASSIFIER: [
-            Grant(topic, s.texts, READ),
-            Grant(topic, s.scores, WRITE),
-            Grant(topic, s.registry, READ),
-            Grant(topic, s.registry, WRITE),
-            Grant(ResourceType.GROUP, classifier_prefix, READ, PREFIXED),
-            Grant(ResourceType.TRANSACTIONAL_ID, classifier_prefix, WRITE, PREFIXED),
-        ],
-        AGGREGATOR: [
-            Grant(topic, s.scores, READ),
-            Grant(topic, s.registry, READ),
-            Grant(topic, s.labels, WRITE),
-            Grant(topic, s.dead_letters, WRITE),
-            Grant(topic, s.aggregator_state, READ),
-            Grant(topic, s.aggregator_state, WRITE),
-            Grant(ResourceType.GROUP, aggregator_group, READ),
-            Grant(ResourceType.TRANSACTIONAL_ID, aggregator_group + ".", WRITE, PREFIXED),
-        ],
-        MONITOR: [
-            Grant(topic, s.labels, READ),
-            Grant(topic, s.corrections, READ),
-            Grant(topic, s.registry, READ),
-            Grant(topic, s.dead_letters, WRITE),
-            Grant(topic, s.quality, READ),
-            Grant(topic, s.quality, WRITE),
-            Grant(topic, s.monitor_state, READ),
-            Grant(topic, s.monitor_state, WRITE),
-            Grant(ResourceType.GROUP, monitor_group, READ),
-            Grant(ResourceType.TRANSACTIONAL_ID, monitor_group + ".", WRITE, PREFIXED),
-        ],
-        READER: [Grant(topic, s.labels, READ), Grant(topic, s.dead_letters, READ)],
-        GATEWAY: [
-            Grant(topic, s.texts, WRITE),
-            Grant(topic, s.labels, READ),
-            Grant(topic, s.dead_letters, READ),
-            Grant(topic, s.registry, READ),
-        ],
-    }
-    if role not in by_role:
+    """What ``role`` needs with the topic names and prefix of ``settings``: reading and writing
+    the topics the topology gives it, its consumer group and its transactional ids."""
+    by_name = {r.name: r for r in topology.ROLES if r.granted}
+    if role not in by_name:
         raise ValueError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
-    return by_role[role]
+    spec, names, topic = by_name[role], settings.topics, ResourceType.TOPIC
+    found = [Grant(topic, names[field], READ) for field in spec.reads]
+    found += [Grant(topic, names[field], WRITE) for field in spec.writes]
+    if spec.group is not None:
+        pattern = PREFIXED if spec.group_is_prefix else LITERAL
+        found.append(Grant(ResourceType.GROUP, settings.group(spec.group), READ, pattern))
+        txn = settings.group(spec.transactional_id_prefix)
+        found.append(Grant(ResourceType.TRANSACTIONAL_ID, txn, WRITE, PREFIXED))
+    return found
 
 
 def acls(role: str, settings: CommonSettings, principal: str | None = None) -> list[ACL]:

@@ -62,12 +62,13 @@ class Monitor(Service):
         self, settings: MonitorSettings, references: Mapping[tuple[str, str], Reference]
     ) -> None:
         self.settings = settings
+        self.topics = self.settings.topics  # resolved once: names go with every record
         self.references = dict(references)
         self.instance_id = settings.instance_id
         self.group_id = settings.group(settings.group_id)
-        self.inputs = (settings.labels, settings.corrections)
-        self.outputs = (settings.dead_letters, settings.quality)
-        self.changelog = settings.monitor_state
+        self.inputs = (settings.topics.labels, settings.topics.corrections)
+        self.outputs = (settings.topics.dead_letters, settings.topics.quality)
+        self.changelog = settings.topics.monitor_state
         self.max_batch = settings.max_batch
         self.poll_timeout_ms = settings.poll_timeout_ms
         self.joins: dict[int, CorrectionJoin] = {}
@@ -82,7 +83,7 @@ class Monitor(Service):
 
     # -- the runtime's hooks ---------------------------------------------------------------
     def open(self, session: Session) -> None:
-        self.registry = RegistryReader(session.reader(self.settings.registry), self.view)
+        self.registry = RegistryReader(session.reader(self.topics.registry), self.view)
         self.registry.catch_up()
 
     def close(self) -> None:
@@ -117,7 +118,7 @@ class Monitor(Service):
         for tp, records in batch.items():
             join = self.joins[tp.partition]
             for record in records:
-                if tp.topic == self.settings.labels:
+                if tp.topic == self.topics.labels:
                     outputs += self._result(join, record, now_ms)
                 else:
                     outputs += self._correction(join, record, now_ms)
@@ -222,7 +223,7 @@ class Monitor(Service):
             refusal, message_id, f"monitor:{self.instance_id}", wall_ms()
         )
         key = None if message_id is None else message_id.encode()
-        return Output(self.settings.dead_letters, key, encode(letter))
+        return Output(self.topics.dead_letters, key, encode(letter))
 
     def _take_changes(self, partition: int) -> list[Output]:
         """The batch's changes go to the changelog (the runtime asks the partition state for
@@ -230,7 +231,7 @@ class Monitor(Service):
         changes = self._states[partition].take_changes()
         self._gauges_stale = self._gauges_stale or any(k.startswith(COUNTS) for k in changes)
         return [
-            Output(self.settings.quality, key[len(COUNTS) :] + f"/{partition}".encode(), value)
+            Output(self.topics.quality, key[len(COUNTS) :] + f"/{partition}".encode(), value)
             for key, value in changes.items()
             if key.startswith(COUNTS)
         ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from triage.core.settings import CommonSettings
+from triage.core.topology import MONITOR
 
 
 class MonitorSettings(CommonSettings):
@@ -27,4 +28,4 @@ class MonitorSettings(CommonSettings):
     )
     max_batch: int = Field(default=2000, ge=1)
     poll_timeout_ms: int = Field(default=100, ge=1)
-    group_id: str = "triage-monitor"
+    group_id: str = MONITOR.group_id()

@@ -21,6 +21,7 @@ from triage.schemas.models import CorrectionRecord, TextRecord
 class Publisher:
     def __init__(self, settings: ProducerSettings | None = None, **overrides: Any) -> None:
         self.settings = settings or ProducerSettings()
+        self.topics = self.settings.topics  # resolved once: names go with every record
         self._producer = clients.producer(
             self.settings, linger_ms=self.settings.linger_ms, **overrides
         )
@@ -31,12 +32,12 @@ class Publisher:
             item if isinstance(item, TextRecord) else TextRecord(id=new_id(), text=item)
             for item in records
         )
-        return self._send_all(self.settings.texts, texts)
+        return self._send_all(self.topics.texts, texts)
 
     def correct(self, corrections: Iterable[CorrectionRecord]) -> list[str]:
         """Send corrections keyed by their message id (so each meets its result's partition)
         and wait for the acknowledgements; returns the ids."""
-        return self._send_all(self.settings.corrections, corrections)
+        return self._send_all(self.topics.corrections, corrections)
 
     def _send_all(self, topic: str, records: Iterable[TextRecord | CorrectionRecord]) -> list[str]:
         ids = []
@@ -52,13 +53,11 @@ class Publisher:
     def send(self, record: TextRecord) -> Any:
         """Send one record without waiting: a future whose `get(timeout)` raises if the broker
         refused it (a caller serving many requests waits for its own record only)."""
-        return self._producer.send(
-            self.settings.texts, key=record.id.encode(), value=encode(record)
-        )
+        return self._producer.send(self.topics.texts, key=record.id.encode(), value=encode(record))
 
     def send_raw(self, key: bytes | None, value: bytes | None) -> None:
         """Send bytes as they are (for tests and tools that publish non-JSON texts)."""
-        self._producer.send(self.settings.texts, key=key, value=value).get(timeout=30)
+        self._producer.send(self.topics.texts, key=key, value=value).get(timeout=30)
 
     def close(self) -> None:
         clients.close_producer(self._producer, timeout_s=10)

@@ -246,7 +246,7 @@ class LabelFollower(threading.Thread):
         raise NotImplementedError
 
     def run(self) -> None:
-        reader = TopicReader(self.settings, self.settings.labels, fetch_max_wait_ms=20)
+        reader = TopicReader(self.settings, self.settings.topics.labels, fetch_max_wait_ms=20)
         self.ready.set()
         try:
             while not self.stop.is_set():

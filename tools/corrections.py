@@ -21,7 +21,7 @@ from triage.training.train import read_dataset
 def read_corrections(settings: CommonSettings) -> dict[str, str | None]:
     """Message id → its first correction's class (None: none of our classes)."""
     found: dict[str, str | None] = {}
-    with TopicReader(settings, settings.corrections) as reader:
+    with TopicReader(settings, settings.topics.corrections) as reader:
         for record in reader.read_to_end(stall_s=None):
             c = decode_correction(record.value)
             if not isinstance(c, Rejected) and c.id not in found:
@@ -31,7 +31,7 @@ def read_corrections(settings: CommonSettings) -> dict[str, str | None]:
 
 def read_texts(settings: CommonSettings, wanted: set[str]) -> dict[str, str]:
     found: dict[str, str] = {}
-    with TopicReader(settings, settings.texts) as reader:
+    with TopicReader(settings, settings.topics.texts) as reader:
         for record in reader.read_to_end(stall_s=None):
             t = decode_text(record.key, record.value)
             if not isinstance(t, Rejected) and t.id in wanted and t.id not in found:

@@ -47,7 +47,7 @@ def references(models_dirs: Iterable[Path]) -> dict[tuple[str, str], Reference]:
 def read_quality(settings: CommonSettings) -> dict[tuple[str, str], list[QualityCounts]]:
     """The latest summary of every class version and partition on the quality topic."""
     latest_by_key: dict[bytes, QualityCounts] = {}
-    with TopicReader(settings, settings.quality) as reader:
+    with TopicReader(settings, settings.topics.quality) as reader:
         for record in reader.read_to_end(stall_s=None):
             if record.key is not None and record.value:
                 latest_by_key[record.key] = QualityCounts.model_validate_json(record.value)

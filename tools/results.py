@@ -15,7 +15,7 @@ from triage.schemas.models import DeadLetter, LabelRecord
 
 
 def read_labels(settings: CommonSettings, follow: bool = False) -> Iterator[LabelRecord]:
-    with TopicReader(settings, settings.labels) as reader:
+    with TopicReader(settings, settings.topics.labels) as reader:
         records = reader.follow() if follow else reader.read_to_end(stall_s=None)
         for record in records:
             label = decode_label(record.value)
@@ -24,7 +24,7 @@ def read_labels(settings: CommonSettings, follow: bool = False) -> Iterator[Labe
 
 
 def read_dead_letters(settings: CommonSettings) -> Iterator[DeadLetter]:
-    with TopicReader(settings, settings.dead_letters) as reader:
+    with TopicReader(settings, settings.topics.dead_letters) as reader:
         for record in reader.read_to_end(stall_s=None):
             if record.value:
                 yield DeadLetter.model_validate_json(record.value)

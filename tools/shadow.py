@@ -49,7 +49,7 @@ def shadow_report(
 
 
 def read_scores(settings: CommonSettings) -> Iterator[ScoreRecord]:
-    for record in read_topic(settings, settings.scores):
+    for record in read_topic(settings, settings.topics.scores):
         score = decode_score(record.value)
         if not isinstance(score, Rejected):
             yield score

@@ -132,7 +132,7 @@ def _crash(settings, aggregator, arrivals, publisher, point, texts, timeout_s) -
     """Memory and changelog now; then SIGKILL, restart, and time to a new text's result."""
     pid = aggregator.process.pid
     memory = rss_mb(pid)
-    changelog = sum(end_offsets(settings, settings.aggregator_state).values())
+    changelog = sum(end_offsets(settings, settings.topics.aggregator_state).values())
     aggregator.process.send_signal(signal.SIGKILL)
     aggregator.process.wait()
     killed = time.time()

@@ -30,6 +30,7 @@ from kafka.errors import (
 
 from triage.core.kafka.clients import admin
 from triage.core.settings import CommonSettings
+from triage.core.topology import TOPICS
 
 log = logging.getLogger(__name__)
 
@@ -44,48 +45,24 @@ def know_topics(producer: KafkaProducer, *topics: str) -> None:
         producer.partitions_for(topic)
 
 
-# A restore replays what compaction has not removed yet, and the cleaner never touches the
-# active segment: by default (1 GiB segments, tombstones kept a day) that is every record of
-# the last day. Small segments and a short tombstone retention keep it near the live state
-# (10 minutes of tombstones is far longer than any restore takes to read past them).
-CHANGELOG_CONFIGS = {
-    "segment.bytes": str(16 * 1024 * 1024),
-    "segment.ms": "60000",
-    "min.cleanable.dirty.ratio": "0.2",
-    "delete.retention.ms": "600000",
-}
+def wanted_topics(settings: CommonSettings) -> dict[str, dict[str, Any]]:
+    """Every topic of the topology with its `create_topics` options, under this deployment's
+    names, partitions and replication factor (-1: the broker's default)."""
+    rf = settings.topic_replication_factor or -1
+    names = settings.topics
+    wanted: dict[str, dict[str, Any]] = {}
+    for field, topic in TOPICS.items():
+        parts = 1 if topic.partitions == "one" else settings.topic_partitions
+        opts: dict[str, Any] = {"num_partitions": parts, "replication_factor": rf}
+        if topic.configs():
+            opts["configs"] = topic.configs()
+        wanted[names[field]] = opts
+    return wanted
 
 
 def ensure_topics(settings: CommonSettings) -> None:
-    """Create triage's topics when missing; the registry and the state changelog are compacted."""
-    rf = settings.topic_replication_factor or -1
-    parts = settings.topic_partitions
-    compacted = {"cleanup.policy": "compact"}
-    wanted: dict[str, dict[str, Any]] = {
-        name: {"num_partitions": parts, "replication_factor": rf}
-        for name in (
-            settings.texts,
-            settings.features,
-            settings.scores,
-            settings.labels,
-            settings.dead_letters,
-            # keyed by message id like `labels`, with as many partitions: the monitor meets a
-            # correction and its result in the same partition number
-            settings.corrections,
-        )
-    }
-    wanted[settings.registry] = {
-        "num_partitions": 1,
-        "replication_factor": rf,
-        "configs": compacted,
-    }
-    for changelog in (settings.aggregator_state, settings.monitor_state):
-        wanted[changelog] = {
-            "num_partitions": parts,
-            "replication_factor": rf,
-            "configs": compacted | CHANGELOG_CONFIGS,
-        }
-    wanted[settings.quality] = {"num_partitions": 1, "replication_factor": rf, "configs": compacted}
+    """Create triage's topics when missing (see `triage.core.topology` for which and how)."""
+    wanted = wanted_topics(settings)
     client = admin(settings)
     try:
         existing = set(client.list_topics())

@@ -96,7 +96,7 @@ class Announcer:
         now = now_ms()
         return [
             Output(
-                self.settings.registry,
+                self.settings.topics.registry,
                 announcement_key(h.label, h.version),
                 encode(
                     Announcement(

@@ -178,7 +178,7 @@ def retire(settings: RegistrySettings, label: str, version: str | None = None) -
     if record is None and not versions:
         raise RegistryError(f"no class {label} on the registry: nothing to retire")
     keys = [registry_key(label, v) for v in versions] + [label]
-    write(settings, [Output(settings.registry, key.encode(), None) for key in keys])
+    write(settings, [Output(settings.topics.registry, key.encode(), None) for key in keys])
     named = ", ".join(f"{label}@{v}" for v in versions) or "none"
     return (
         f"retired {label}: no result names it from now on (announcements removed: {named}); "
@@ -199,5 +199,5 @@ def _retire_version(
             )
     if version not in known:
         raise RegistryError(f"no {label}@{version} on the registry: nothing to retire")
-    write(settings, [Output(settings.registry, registry_key(label, version).encode(), None)])
+    write(settings, [Output(settings.topics.registry, registry_key(label, version).encode(), None)])
     return f"retired {label}@{version}: no result names it from now on; stop its classifier process"

@@ -60,7 +60,7 @@ class RegistryReader:
 
     @classmethod
     def open(cls, settings: CommonSettings) -> RegistryReader:
-        return cls(TopicReader(settings, settings.registry))
+        return cls(TopicReader(settings, settings.topics.registry))
 
     def poll(self, timeout_ms: int = 0) -> int:
         """Apply what arrived since the last call; returns the number of records read."""
@@ -115,7 +115,9 @@ def read_registry(settings: CommonSettings) -> RegistryView:
 
 def class_output(settings: CommonSettings, record: ClassRecord | None, label: str) -> Output:
     """The registry record of a class (`None`: its tombstone)."""
-    return Output(settings.registry, label.encode(), None if record is None else encode(record))
+    return Output(
+        settings.topics.registry, label.encode(), None if record is None else encode(record)
+    )
 
 
 def voter_records(

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from threadpoolctl import threadpool_limits
 
+from triage.core import topology
 from triage.core.errors import ConfigError
 from triage.core.kafka import KafkaError, clients, group_health, security, topics, transactions
 from triage.core.kafka.reader import TopicReader
@@ -145,13 +146,10 @@ class Application:
 
     def _session(self, stop: threading.Event) -> None:
         s, svc = self.settings, self.service
+        member_id = topology.member_id(svc.group_id, s.instance_id)
         producer = clients.transactional_producer(
-            s,
-            f"{svc.group_id}.{s.instance_id}",
-            transaction_timeout_ms=10_000,
-            **svc.producer_overrides,
+            s, member_id, transaction_timeout_ms=10_000, **svc.producer_overrides
         )
-        member_id = f"{svc.group_id}.{s.instance_id}"
         member = {"group_instance_id": member_id} if svc.static_member else {}
         consumer = clients.consumer(
             s,

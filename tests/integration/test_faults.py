@@ -140,7 +140,8 @@ def _caught_up(settings: CommonSettings, group: str) -> bool:
     try:
         committed = admin.list_group_offsets({group: None}).get(group, {})
         tps = [
-            TopicPartition(settings.texts, p) for p in consumer.partitions_for_topic(settings.texts)
+            TopicPartition(settings.topics.texts, p)
+            for p in consumer.partitions_for_topic(settings.topics.texts)
         ]
         ends = consumer.end_offsets(tps)
         return all(tp in committed and committed[tp].offset >= end for tp, end in ends.items())
@@ -181,10 +182,10 @@ def test_partition_leaders_killed_on_three_nodes(own_cluster, own_procs, demo_mo
     streamer.start()
     time.sleep(3)
     bootstrap = settings.connection.bootstrap_servers
-    victim = kafka_local.leader_of(bootstrap, settings.texts, 0)
+    victim = kafka_local.leader_of(bootstrap, settings.topics.texts, 0)
     kafka_local.kill_node(own_cluster, victim)
     time.sleep(3)
-    second = kafka_local.leader_of(bootstrap, settings.scores, 0)
+    second = kafka_local.leader_of(bootstrap, settings.topics.scores, 0)
     kafka_local.start_node(own_cluster, victim)
     if second not in (victim, -1):
         time.sleep(2)

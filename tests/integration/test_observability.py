@@ -201,7 +201,7 @@ def test_dashboard_queries_and_alerts_on_a_lagging_classifier(
         publisher.publish(texts("b", 20))
     settings = CommonSettings()
     producer = kafka_clients.producer(settings)
-    producer.send(settings.texts, key=b"bad-1", value=b"\xff\xfe not utf-8")
+    producer.send(settings.topics.texts, key=b"bad-1", value=b"\xff\xfe not utf-8")
     producer.flush()
     producer.close()
 

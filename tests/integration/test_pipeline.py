@@ -83,7 +83,7 @@ def test_timeout_names_the_missing_classifier(procs, demo_models):
     settings = CommonSettings()
     ghost = with_voter(None, "ghost", "1", since_ms=0)  # a class whose voter never runs
     producer = kafka_clients.producer(settings)
-    producer.send(settings.registry, key=b"ghost", value=encode(ghost)).get(timeout=10)
+    producer.send(settings.topics.registry, key=b"ghost", value=encode(ghost)).get(timeout=10)
     producer.close()
     procs.start("classifier", "classifier", "--models", str(demo_models))
     procs.start("aggregator", "aggregate", "--join-timeout-s", "2")
@@ -135,7 +135,7 @@ def test_malformed_input_goes_to_dead_letters_once(procs, demo_models):
         publisher.send_raw(None, b"plain text but no key")
         ids = publisher.publish([TextRecord(id="good", text="my card has not arrived yet")])
     producer = kafka_clients.producer(settings)
-    producer.send(settings.scores, key=b"junk", value=b"not a score").get(timeout=10)
+    producer.send(settings.topics.scores, key=b"junk", value=b"not a score").get(timeout=10)
     producer.close()
 
     def letters():
@@ -143,13 +143,13 @@ def test_malformed_input_goes_to_dead_letters_once(procs, demo_models):
         return found if len(found) >= len(bad) + 2 else None
 
     found = wait_until(letters, 60, "dead letters")
-    from_texts = [d for d in found if d.source_topic == settings.texts]
+    from_texts = [d for d in found if d.source_topic == settings.topics.texts]
     reasons = Counter((d.id, d.reason) for d in from_texts)
     for key, (_, reason) in bad.items():
         assert reasons[(key.decode(), reason)] == 1, (key, reasons)
     assert Counter(d.reason for d in from_texts)["missing_id"] == 1
     assert len(from_texts) == len(bad) + 1
-    [junk] = [d for d in found if d.source_topic == settings.scores]
+    [junk] = [d for d in found if d.source_topic == settings.topics.scores]
     assert junk.reason == "malformed_json"
     assert results_for(ids)[0].label is not None
     assert not [r for r in read_labels(settings) if r.id in {k.decode() for k in bad}]

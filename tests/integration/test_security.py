@@ -250,12 +250,12 @@ def test_results_for_a_principal_that_may_not_read_them_is_an_error_not_silence(
 def test_no_role_can_do_another_roles_job(cluster):
     classifier = cluster.settings(acls.CLASSIFIER)
     aggregator = cluster.settings(acls.AGGREGATOR)
-    assert_cannot_write(aggregator, aggregator.scores)
-    assert_cannot_write(aggregator, aggregator.texts)
-    assert_cannot_write(classifier, classifier.labels)
-    assert_cannot_read(classifier, classifier.scores)  # it may write there, so it sees it
-    assert_cannot_read(classifier, classifier.labels)  # it may not even see this one
-    assert_cannot_read(aggregator, aggregator.texts)
+    assert_cannot_write(aggregator, aggregator.topics.scores)
+    assert_cannot_write(aggregator, aggregator.topics.texts)
+    assert_cannot_write(classifier, classifier.topics.labels)
+    assert_cannot_read(classifier, classifier.topics.scores)  # it may write there, so it sees it
+    assert_cannot_read(classifier, classifier.topics.labels)  # it may not even see this one
+    assert_cannot_read(aggregator, aggregator.topics.texts)
 
 
 def assert_cannot_write(settings: CommonSettings, topic: str) -> None:
