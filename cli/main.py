@@ -1,7 +1,7 @@
 """The `triage` command: one entry point for every service and tool.
 
 This module assembles the parser from the command groups (`models`, `pipeline`, `registry`,
-`data`, `ops` beside it, and `kafka` from triage/local/cli.py), each of which adds its own
+`data`, `ops` beside it, and `kafka` from local/cli.py), each of which adds its own
 subcommands and holds their handlers; here are only what they share: the Kafka connection
 flags, the log level, `settings_from` and `main`. Flags map one to one onto the fields of the
 service's settings class; anything not given on the command line comes from `TRIAGE_*`

@@ -6,8 +6,8 @@ unit of a single class uses the group `triage-classifier-<class>`, so every clas
 text on its own; started with `--shadow` it uses `triage-classifier-<class>-v<version>`, so a
 new version reads every text beside the current one, and with `--backfill`, that name plus
 `-backfill`, from the earliest retained text. The process does not decide whether its scores
-vote: the registry's class records do (`triage/registry/view.py`); at every session start it
-announces what it hosts (`triage/registry/announce.py`). Bad input is not an exception
+vote: the registry's class records do (`core/registry/view.py`); at every session start it
+announces what it hosts (`core/registry/announce.py`). Bad input is not an exception
 here: a text that cannot be decoded becomes a score record with a `refusal`, which the
 aggregator turns into exactly one dead-letter record (every classifier reads the same bad
 record; only the first refusal counts). Heads trained on an encoder's features read the

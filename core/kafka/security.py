@@ -263,7 +263,7 @@ def describe(
     what = " ".join(filter(None, [kind, resource or _detail(exc)]))
     return (
         f"{principal} is not authorized for {what}: a missing ACL; ask the Kafka administrator "
-        "to grant it (triage/local/acls.py lists what each role needs)"
+        "to grant it (local/acls.py lists what each role needs)"
     )
 
 

@@ -3,7 +3,7 @@
 Each class has a folder `<models>/<label>/` with `model.joblib` (a scikit-learn pipeline:
 `features` then `clf`) and `manifest.json`: class, version, sha256 of the artifact, the
 training-data fingerprint, library versions, validation metrics and, when trained with
-`TRIAGE_MODEL_SIGNING_KEY` set, an HMAC signature of all that (`consumers/signing.py`). A
+`TRIAGE_MODEL_SIGNING_KEY` set, an HMAC signature of all that (`core/model/signing.py`). A
 joblib file is code: it runs when loaded. So `load_model` checks the signature (whenever a key
 is set, a missing one too) and then the sha256 before `joblib.load`. Without a key, the
 sha256 only catches a changed file whose manifest was left alone: the trust boundary is then

@@ -7,7 +7,7 @@ class record: the version votes on texts published from `switch_delay_s` after t
 the previous one stops at that same instant, so every text has exactly one voting version.
 `retire` tombstones a class record and its announcements (or one version's announcement).
 Row building is pure. (`shadow-report`, which judges a shadow version against the results,
-is an operator tool: `triage/tools/shadow.py`.)
+is an operator tool: `tools/shadow.py`.)
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Reading and writing the classifier registry, a compacted topic of class records and
-announcements (see `triage/registry/view.py` for what they mean).
+announcements (see `core/registry/view.py` for what they mean).
 
 Readers use the runtime's group-less topic reader from the start, so every aggregator instance,
 classifier process and operator command sees every entry. Class records have two writers, a

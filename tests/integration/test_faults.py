@@ -172,7 +172,7 @@ def test_broker_restart_mid_stream(own_cluster, own_procs, demo_models):
 def test_partition_leaders_killed_on_three_nodes(own_cluster, own_procs, demo_models):
     # Seen in CI twice: after the second kill some texts' scores from one unit came more than
     # 180 s late, while every unit had rejoined its group. That unit's log showed a KIP-360
-    # epoch bump mid-transaction, now made fatal (triage/runtime/kafka/clients.py); not shown
+    # epoch bump mid-transaction, now made fatal (core/kafka/clients.py); not shown
     # to be the cause. This test is about nothing lost, doubled or mislabelled, so the join
     # waits 420 s for them.
     start_pipeline(own_procs, demo_models, join_timeout="420")
