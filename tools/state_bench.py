@@ -28,7 +28,8 @@ from triage.producer.publisher import Publisher
 from triage.producer.settings import ProducerSettings
 from triage.schemas.models import TextRecord
 from triage.tools import supervisor
-from triage.tools.bench import LabelFollower, prepare_models, select_classes
+from triage.tools.bench.offline import prepare_models, select_classes
+from triage.tools.bench.running import LabelFollower
 from triage.training.train import read_dataset
 
 log = logging.getLogger(__name__)

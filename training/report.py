@@ -209,20 +209,75 @@ def _confusions(ev: Evaluation):
     return fig
 
 
+_PER_CLASS_HEAD = [
+    "class",
+    "precision",
+    "recall",
+    "F1",
+    "ROC AUC",
+    "PR AUC",
+    "Brier",
+    "F1 in ensemble",
+    "support",
+    "version",
+    "calibration",
+]
+_PER_CLASS_FIELDS = [
+    "precision",
+    "recall",
+    "f1",
+    "roc_auc",
+    "pr_auc",
+    "brier",
+    "ensemble_f1",
+    "support",
+    "version",
+    "calibration",
+]
+
+_STYLE = """<style>
+body { font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 1300px; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 2px 8px; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
+figure { display: inline-block; margin: 0 1em 1em 0; vertical-align: top; }
+img { max-width: 620px; border: 1px solid #eee; }
+figure.confusions img { max-width: 1000px; }
+</style>"""
+
+
 def _page(s: dict[str, Any], figures: list[tuple[str, str, str]]) -> str:
-    def cell(value: Any) -> str:
-        if value is None:
-            return "–"
-        return f"{value:.4f}" if isinstance(value, float) else html.escape(str(value))
+    per_class = _per_class_table(s)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>triage evaluation</title>
+{_STYLE}</head><body>
+<h1>triage evaluation</h1>
+<p>{s["test_rows"]} test messages ({html.escape(s["test_split"])}), {s["classes"]} classes;
+the ensemble decides with the aggregator's rule (highest probability wins,
+threshold {s["threshold"]}).</p>
+<h2>Ensemble and multiclass baseline</h2>{_summary_table(s)}
+<h2>Plots</h2>{_plots(figures)}
+<h2>Abstaining below a threshold</h2>{_coverage_table(s)}
+<h2>Most confused pairs</h2>{_confusions_table(s)}
+<h2>Every classifier (worst ensemble F1 first; precision/recall/F1 at p ≥ 0.5)</h2>{per_class}
+</body></html>
+"""
 
-    def table(head: list[str], rows: list[list[Any]]) -> str:
-        th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows
-        )
-        return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
-    summary = table(
+def _cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.4f}" if isinstance(value, float) else html.escape(str(value))
+
+
+def _table(head: list[str], rows: list[list[Any]]) -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _summary_table(s: dict[str, Any]) -> str:
+    return _table(
         ["", "ensemble", "multiclass baseline"],
         [
             ["accuracy", s["accuracy"], s["baseline_accuracy"]],
@@ -230,73 +285,37 @@ def _page(s: dict[str, Any], figures: list[tuple[str, str, str]]) -> str:
             ["ECE of the winning probability", s["ece"], s["baseline_ece"]],
         ],
     )
-    coverage = table(
+
+
+def _coverage_table(s: dict[str, Any]) -> str:
+    return _table(
         ["abstain below", "coverage", "accuracy", "answered"],
         [
             [f"{p['threshold']:.2f}", p["coverage"], p["accuracy"], p["answered"]]
             for p in s["coverage"]
         ],
     )
-    confusions = table(
+
+
+def _confusions_table(s: dict[str, Any]) -> str:
+    return _table(
         ["true", "predicted", "ensemble", "baseline"],
         [[p["true"], p["predicted"], p["count"], p.get("baseline_count")] for p in s["confusions"]],
     )
-    per_class = table(
-        [
-            "class",
-            "precision",
-            "recall",
-            "F1",
-            "ROC AUC",
-            "PR AUC",
-            "Brier",
-            "F1 in ensemble",
-            "support",
-            "version",
-            "calibration",
-        ],
-        [
-            [
-                label,
-                m["precision"],
-                m["recall"],
-                m["f1"],
-                m["roc_auc"],
-                m["pr_auc"],
-                m["brier"],
-                m["ensemble_f1"],
-                m["support"],
-                m["version"],
-                m["calibration"],
-            ]
-            for label, m in sorted(s["per_class"].items(), key=lambda kv: kv[1]["ensemble_f1"])
-        ],
+
+
+def _per_class_table(s: dict[str, Any]) -> str:
+    worst_first = sorted(s["per_class"].items(), key=lambda kv: kv[1]["ensemble_f1"])
+    return _table(
+        _PER_CLASS_HEAD,
+        [[label, *(m[field] for field in _PER_CLASS_FIELDS)] for label, m in worst_first],
     )
-    plots = "".join(
+
+
+def _plots(figures: list[tuple[str, str, str]]) -> str:
+    return "".join(
         f'<figure class="{name[:-4]}"><img alt="{html.escape(title)}" '
         f'src="data:image/png;base64,{data}">'
         f"<figcaption>{html.escape(title)} ({name})</figcaption></figure>"
         for title, name, data in figures
     )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>triage evaluation</title>
-<style>
-body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 1300px; }}
-table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
-th, td {{ border: 1px solid #ccc; padding: 2px 8px; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }}
-figure {{ display: inline-block; margin: 0 1em 1em 0; vertical-align: top; }}
-img {{ max-width: 620px; border: 1px solid #eee; }}
-figure.confusions img {{ max-width: 1000px; }}
-</style></head><body>
-<h1>triage evaluation</h1>
-<p>{s["test_rows"]} test messages ({html.escape(s["test_split"])}), {s["classes"]} classes;
-the ensemble decides with the aggregator's rule (highest probability wins,
-threshold {s["threshold"]}).</p>
-<h2>Ensemble and multiclass baseline</h2>{summary}
-<h2>Plots</h2>{plots}
-<h2>Abstaining below a threshold</h2>{coverage}
-<h2>Most confused pairs</h2>{confusions}
-<h2>Every classifier (worst ensemble F1 first; precision/recall/F1 at p ≥ 0.5)</h2>{per_class}
-</body></html>
-"""

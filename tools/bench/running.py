@@ -1,0 +1,370 @@
+"""One run of the benchmark: the pipeline's processes (and, with `via="http"`, a gateway) started
+on fresh topics, warm-up texts published and their results awaited, then the measured texts
+published as fast as possible or at a fixed rate while a `read_committed` reader of the labels
+topic records when each result arrives; the run's throughput, latencies, CPU seconds of each
+part and correctness summarised as a `RunResult`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from triage.core.kafka.reader import TopicReader
+from triage.core.kafka.topics import ensure_topics
+from triage.core.registry.store import wait_for_classifiers
+from triage.core.settings import CommonSettings
+from triage.producer.publisher import Publisher
+from triage.producer.settings import ProducerSettings
+from triage.schemas.codec import Rejected, decode_label
+from triage.schemas.models import TextRecord
+from triage.tools import supervisor
+from triage.tools.http_load import HttpLoad
+
+log = logging.getLogger(__name__)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class RunResult:
+    throughput: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    cpu_s_per_1000: float
+    results: int
+    duplicates: int
+    missing: int
+    agreement: float
+    complete: float
+    warmup_p99_ms: float  # the texts published while the pipeline was starting (not measured)
+    # --via http: each request's time from send to its answer (the gateway and the pipeline)
+    request_p50_ms: float = float("nan")
+    request_p95_ms: float = float("nan")
+    request_p99_ms: float = float("nan")
+    request_failures: int = 0
+    # CPU seconds per 1,000 texts of each part: classifiers, aggregator, gateway, the broker
+    # (when its pids are known) and this process (publishing and reading the results)
+    cpu_s_per_1000_by_role: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What every run of a series shares: the cluster's settings, the models, the texts and
+    their expected labels (by id), and how the pipeline is deployed and fed."""
+
+    base: CommonSettings
+    models_dir: Path
+    labels: list[str]
+    texts: list[str]
+    expected: dict[str, str | None]
+    colocated: bool
+    timeout_s: float
+    via: str = "kafka"
+    broker_pids: Sequence[int] = ()
+    threads: int | None = None  # the encoder's (no other service has threads to set)
+
+
+def series(spec: RunSpec, rate: float | None, warmup: int, repeat: int) -> list[RunResult]:
+    """`repeat` runs of `spec` at `rate` (None: as fast as possible), one after the other."""
+    runs = []
+    for i in range(repeat):
+        result = run_once(spec, rate, warmup)
+        log.info("run %d/%d (rate %s): %s", i + 1, repeat, rate or "max", result)
+        runs.append(result)
+    return runs
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (FileNotFoundError, IndexError):
+            pass
+    return total / CLK_TCK
+
+
+class LabelFollower(threading.Thread):
+    """Follows the labels topic (read_committed) from a thread; a subclass keeps what it needs
+    of each polled batch in `received`. `ready` is set once the reader is subscribed."""
+
+    def __init__(self, settings: CommonSettings) -> None:
+        super().__init__(daemon=True)
+        self.settings = settings
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+
+    def received(self, records: list[Any], now: float) -> None:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        reader = TopicReader(self.settings, self.settings.topics.labels, fetch_max_wait_ms=20)
+        self.ready.set()
+        try:
+            while not self.stop.is_set():
+                records = reader.poll(timeout_ms=100)
+                self.received(records, time.time())
+        finally:
+            reader.close()
+
+
+class ResultCollector(LabelFollower):
+    """Records when each result arrives, its label, latency and completeness."""
+
+    def __init__(self, settings: CommonSettings, expected: int) -> None:
+        super().__init__(settings)
+        self.expected = expected
+        # id -> every arrival: (wall clock, label, latency ms, complete)
+        self.arrivals: dict[str, list[tuple[float, str | None, int, bool]]] = {}
+        self.done = threading.Event()
+
+    def wait_for(self, ids: list[str], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not all(i in self.arrivals for i in ids):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def received(self, records: list[Any], now: float) -> None:
+        for record in records:
+            result = decode_label(record.value)
+            if isinstance(result, Rejected):
+                continue
+            latency_ms = now * 1000 - result.text_timestamp_ms
+            self.arrivals.setdefault(result.id, []).append(
+                (now, result.label, int(latency_ms), result.complete)
+            )
+        if len(self.arrivals) >= self.expected:
+            self.done.set()
+
+
+def run_once(spec: RunSpec, rate: float | None, warmup: int = 0) -> RunResult:
+    """One run on fresh topics. The first `warmup` texts (at the same rate) are published and
+    their results awaited before anything is measured: until then the consumer groups are still
+    joining and the clients fetching metadata, which is start-up, not the pipeline's speed.
+    `via="http"` sends the texts as requests to a `triage serve` of the run instead."""
+    settings = spec.base.model_copy(update={"topic_prefix": f"bench-{uuid.uuid4().hex[:8]}-"})
+    ensure_topics(settings)
+    env = _children_env(settings, spec.threads)
+    inputs = supervisor.inputs_of(spec.models_dir, spec.labels)
+    children = supervisor.plan(spec.models_dir, inputs, spec.colocated, None, env, monitor=False)
+    gateway = None
+    if spec.via == "http":
+        gateway = _gateway_child(env)
+        children.append(gateway.child)
+    for child in children:
+        child.start()
+    try:
+        wait_for_classifiers(settings, set(spec.labels), timeout_s=180)
+        if gateway is not None:
+            gateway.wait_ready(timeout_s=60)
+        measured = _measure(settings, spec, children, gateway, rate, warmup)
+    finally:
+        supervisor.shutdown(children)
+    return measured.result(spec.expected)
+
+
+def _children_env(settings: CommonSettings, threads: int | None) -> dict[str, str]:
+    env = {
+        "TRIAGE_TOPIC_PREFIX": settings.topic_prefix,
+        # Measure complete joins: a classifier running behind must not be decided without.
+        "TRIAGE_JOIN_TIMEOUT_S": os.environ.get("TRIAGE_JOIN_TIMEOUT_S", "600"),
+    } | supervisor.connection_env(settings)
+    if threads is not None:  # the encoder's (no other service has threads to set)
+        env["TRIAGE_THREADS"] = str(threads)
+    return env
+
+
+@dataclass
+class _Measured:
+    """What one run collected, summarised once its processes are shut down."""
+
+    collector: ResultCollector
+    records: list[TextRecord]
+    warm: list[TextRecord]
+    first_publish: float
+    cpu_used: float
+    by_role: dict[str, float]
+    load: HttpLoad | None
+
+    def result(self, expected: dict[str, str | None]) -> RunResult:
+        result = _summarise(
+            self.collector, self.records, expected, self.first_publish, self.cpu_used, self.warm
+        )
+        result = replace(result, cpu_s_per_1000_by_role=self.by_role)
+        if self.load is None:
+            return result
+        requests = sorted(self.load.latencies_ms)
+        return replace(
+            result,
+            request_p50_ms=round(_percentile(requests, 50), 1),
+            request_p95_ms=round(_percentile(requests, 95), 1),
+            request_p99_ms=round(_percentile(requests, 99), 1),
+            request_failures=len(self.load.failures),
+        )
+
+
+def _measure(
+    settings: CommonSettings,
+    spec: RunSpec,
+    children: list[supervisor.Child],
+    gateway: _Gateway | None,
+    rate: float | None,
+    warmup: int,
+) -> _Measured:
+    """Warm up, then publish the measured texts and wait for their results (or `timeout_s`)."""
+    texts = spec.texts
+    warm = [TextRecord(id=f"w{i:07d}", text=texts[i % len(texts)]) for i in range(warmup)]
+    records = [TextRecord(id=f"b{i:07d}", text=t) for i, t in enumerate(texts)]
+    collector = ResultCollector(settings, len(warm) + len(records))
+    collector.start()
+    collector.ready.wait(30)
+    with Publisher(ProducerSettings(**dict(settings))) as publisher:
+        load = None if gateway is None else HttpLoad(gateway.url, wait_s=spec.timeout_s)
+        send = _sender(publisher, load, rate)
+        if warm:
+            send(warm)
+            if not collector.wait_for([r.id for r in warm], spec.timeout_s):
+                raise TimeoutError(f"warm-up: not every result arrived in {spec.timeout_s:.0f}s")
+        if load is not None:
+            load.latencies_ms.clear()
+        cpu = _CpuMeter(children, spec.broker_pids)
+        first_publish = time.time()
+        send(records)
+    collector.done.wait(spec.timeout_s)
+    time.sleep(0.5)  # let duplicates, if any, show up
+    collector.stop.set()
+    collector.join(10)
+    cpu_used, by_role = cpu.used(len(records))
+    return _Measured(collector, records, warm, first_publish, cpu_used, by_role, load)
+
+
+def _sender(
+    publisher: Publisher, load: HttpLoad | None, rate: float | None
+) -> Callable[[list[TextRecord]], None]:
+    def send(batch: list[TextRecord]) -> None:
+        if load is None:
+            _publish(publisher, batch, rate)
+        else:
+            load.run(batch, rate)
+
+    return send
+
+
+class _CpuMeter:
+    """CPU seconds of the run's processes from its creation on: all of them, and by role."""
+
+    def __init__(self, children: list[supervisor.Child], broker_pids: Sequence[int]) -> None:
+        self.roles = _roles(children, broker_pids)
+        self.pids = [c.process.pid for c in children if c.process]
+        self.before = cpu_seconds(self.pids)
+        self.roles_before = {role: cpu_seconds(ps) for role, ps in self.roles.items()}
+
+    def used(self, texts: int) -> tuple[float, dict[str, float]]:
+        """CPU seconds used since, and each role's per 1,000 of `texts`."""
+        cpu_used = cpu_seconds(self.pids) - self.before
+        by_role = {
+            role: round((cpu_seconds(ps) - self.roles_before[role]) / texts * 1000, 3)
+            for role, ps in self.roles.items()
+        }
+        return cpu_used, by_role
+
+
+def _roles(children: list[supervisor.Child], broker_pids: Sequence[int]) -> dict[str, list[int]]:
+    roles: dict[str, list[int]] = {
+        "encoder": [],
+        "classifiers": [],
+        "aggregator": [],
+        "gateway": [],
+    }
+    for child in children:
+        if child.process:
+            role = child.name.split()[0]
+            roles["classifiers" if role == "classifier" else role].append(child.process.pid)
+    roles = {role: pids for role, pids in roles.items() if pids}
+    if broker_pids:
+        roles["broker"] = list(broker_pids)
+    return roles | {"bench": [os.getpid()]}
+
+
+@dataclass
+class _Gateway:
+    child: supervisor.Child
+    url: str
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"the gateway at {self.url} was not ready in {timeout_s:.0f}s")
+
+
+def _gateway_child(env: dict[str, str]) -> _Gateway:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = supervisor.triage_argv("serve", "--port", str(port))
+    return _Gateway(supervisor.Child("gateway", argv, env), f"http://127.0.0.1:{port}")
+
+
+def _summarise(collector, records, expected, first_publish, cpu_used, warm=()) -> RunResult:
+    arrivals = {r.id: collector.arrivals[r.id] for r in records if r.id in collector.arrivals}
+    firsts = [a[0] for a in arrivals.values()]
+    last = max((a[0] for a in firsts), default=first_publish)
+    latencies = sorted(a[2] for a in firsts)
+    agree = sum(1 for r in records if r.id in arrivals and arrivals[r.id][0][1] == expected[r.id])
+    every = [a for each in arrivals.values() for a in each]
+    n = len(records)
+    return RunResult(
+        throughput=round(len(arrivals) / max(last - first_publish, 1e-9), 1),
+        p50_ms=_percentile(latencies, 50),
+        p95_ms=_percentile(latencies, 95),
+        p99_ms=_percentile(latencies, 99),
+        cpu_s_per_1000=round(cpu_used / n * 1000, 3),
+        results=len(every),
+        duplicates=len(every) - len(arrivals),
+        missing=n - len(arrivals),
+        agreement=round(agree / n, 5),
+        complete=round(sum(a[3] for a in every) / max(1, len(every)), 5),
+        warmup_p99_ms=_percentile(
+            sorted(collector.arrivals[r.id][0][2] for r in warm if r.id in collector.arrivals), 99
+        ),
+    )
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    index = min(len(values) - 1, max(0, round(q / 100 * len(values)) - 1))
+    return float(values[index])
+
+
+def _publish(publisher: Publisher, records: list[TextRecord], rate: float | None) -> None:
+    if not rate:
+        publisher.publish(records)
+        return
+    chunk = max(1, int(rate / 100))  # send every 10 ms
+    started = time.monotonic()
+    for i in range(0, len(records), chunk):
+        delay = started + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        publisher.publish(records[i : i + chunk])

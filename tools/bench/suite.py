@@ -1,0 +1,85 @@
+"""`bench` itself: the data and models made ready, the offline decisions and the in-process
+limits measured, then a series of runs of the pipeline (and, with an encoder and no rate asked,
+a second series at half the encoder's rate), and the report of them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from triage.core.liveness import settle_heap
+from triage.core.model.artifacts import load_models
+from triage.core.model.scoring import Scorer
+from triage.core.settings import CommonSettings
+from triage.tools.bench.offline import (
+    accuracy,
+    default_path_labels,
+    encoder_of,
+    prepare_models,
+    select_classes,
+    winners,
+)
+from triage.tools.bench.rates import join_costs, measure_limits
+from triage.tools.bench.reporting import Asked, Quality, report
+from triage.tools.bench.running import RunResult, RunSpec, series
+from triage.training.embeddings import embed
+from triage.training.train import read_dataset
+
+
+def bench(
+    settings: CommonSettings,
+    data_path: Path,
+    classes: int | None,
+    messages: int,
+    rate: float | None,
+    mode: str,
+    repeat: int,
+    models_dir: Path | None,
+    timeout_s: float = 600,
+    warmup: int | None = None,
+    via: str = "kafka",
+    broker_pids: Sequence[int] = (),
+    encoder_name: str | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    data = select_classes(read_dataset(data_path), classes)
+    models_dir, held_out, held_out_labels = prepare_models(data, models_dir, encoder_name)
+    models = load_models(models_dir, sorted(set(data.labels)))
+    labels = [m.label for m in models]
+    texts = [held_out[i % len(held_out)] for i in range(messages)]
+    truth = [held_out_labels[i % len(held_out)] for i in range(messages)]
+    colocated = mode == "colocated"
+    encoder = encoder_of(models, threads)
+    served = None if encoder is None else embed(encoder, texts)
+    fast = winners(Scorer(models).score(texts, served))
+    expected = {f"b{i:07d}": label for i, label in enumerate(fast)}
+    if warmup is None:  # three seconds of traffic, or 500 texts at full speed
+        warmup = int(3 * rate) if rate else 500
+    limits = measure_limits(models, held_out, colocated, encoder)
+    settle_heap()  # no full collection pausing the result collector's clock mid-run
+    spec = RunSpec(
+        settings,
+        models_dir,
+        labels,
+        texts,
+        expected,
+        colocated,
+        timeout_s,
+        via,
+        broker_pids,
+        threads if encoder is not None else None,
+    )
+    runs = series(spec, rate, warmup, repeat)
+    half: list[RunResult] = []
+    if limits.encoding is not None and rate is None:
+        half_rate = round(limits.encoding / 2, 1)
+        half = series(spec, half_rate, int(3 * half_rate) or warmup, repeat)
+    quality = Quality(
+        accuracy(fast, truth),
+        accuracy(default_path_labels(models, texts, served), truth),
+        join_costs(len(labels)),
+    )
+    asked = Asked(via, mode, len(labels), messages, rate, repeat, warmup)
+    return report(asked, runs, half, limits, encoder, quality)
