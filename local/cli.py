@@ -1,4 +1,4 @@
-"""Command line for the local Kafka cluster of triage/kafka_local.py.
+"""Command line for the local Kafka cluster of local/cluster.py.
 
 ``add_parser`` plugs ``kafka start|stop|status`` into the main ``triage`` command; running this
 module (``python -m triage.local.cli start|stop|status``) offers the same commands on their own.

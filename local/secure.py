@@ -1,6 +1,6 @@
 """Secure mode of the local Kafka cluster: TLS material, SCRAM users and broker settings.
 
-With ``secure=True`` every node of ``triage/kafka_local.py`` gets one SASL_SSL listener for
+With ``secure=True`` every node of ``local/cluster.py`` gets one SASL_SSL listener for
 clients (SCRAM over TLS), a controller listener that only holders of the broker certificate can
 use (mutual TLS), and the KRaft ``StandardAuthorizer`` with ``admin`` and the brokers as the only
 super users: any other principal can do exactly what ACLs allow. The certificates are made at
