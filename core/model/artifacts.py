@@ -13,8 +13,12 @@ the models folder itself, so load only from folders that only you can write.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import platform
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -202,7 +206,41 @@ def load_model(models_dir: Path, label: str, signing_key: SecretStr | None = Non
         _check_signature(folder / MANIFEST, raw, key)
     artifact = _checked_artifact(folder, manifest)
     # Only now, with the manifest authentic (when keyed) and the file matching it, run its code.
-    return LoadedModel(manifest, joblib.load(artifact))
+    return LoadedModel(manifest, unpickle(artifact))
+
+
+# Models saved before triage installed one import name pickled the word-pair analyzer as
+# `consumers.features.word_pairs` (now `triage.core.model.features`); they load under the new
+# name, the old one visible only while such a file is read.
+_FORMER_MODULES = {
+    "consumers": "triage.core.model",
+    "consumers.features": "triage.core.model.features",
+}
+
+
+def unpickle(artifact: Path) -> Any:
+    """`joblib.load`, also for artifacts pickled under the module names of before."""
+    try:
+        return joblib.load(artifact)
+    except ModuleNotFoundError as exc:
+        if exc.name not in _FORMER_MODULES:
+            raise
+    with _former_module_names():
+        return joblib.load(artifact)
+
+
+@contextmanager
+def _former_module_names() -> Iterator[None]:
+    saved = {old: sys.modules.get(old) for old in _FORMER_MODULES}
+    sys.modules.update({old: importlib.import_module(new) for old, new in _FORMER_MODULES.items()})
+    try:
+        yield
+    finally:
+        for old, module in saved.items():
+            if module is None:
+                sys.modules.pop(old, None)
+            else:
+                sys.modules[old] = module
 
 
 def _checked_artifact(folder: Path, manifest: Manifest) -> Path:

@@ -78,3 +78,33 @@ def test_a_manifest_without_a_histogram_is_written_and_signed_as_before(tmp_path
     raw = (tmp_path / "x" / MANIFEST).read_text()
     assert "score_histogram" not in raw and read_manifest(tmp_path / "x").score_histogram is None
     assert manifest.signature and verify(json.loads(raw), key) is None
+
+
+def test_an_artifact_pickled_under_the_former_module_names_loads(tmp_path, monkeypatch):
+    """Models trained before triage installed one import name name `consumers.features`."""
+    import sys
+    import types
+
+    import joblib
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from triage.core.model import artifacts, features
+
+    def word_pairs(text: str) -> list[str]:
+        return features.word_pairs(text)
+
+    word_pairs.__module__, word_pairs.__qualname__ = "consumers.features", "word_pairs"
+    former = types.ModuleType("consumers.features")
+    former.word_pairs = word_pairs  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "consumers", types.ModuleType("consumers"))
+    monkeypatch.setitem(sys.modules, "consumers.features", former)
+    vectorizer = TfidfVectorizer(analyzer=word_pairs).fit(["my card never arrived", "card lost"])
+    joblib.dump(vectorizer, tmp_path / "model.joblib")
+    monkeypatch.delitem(sys.modules, "consumers")
+    monkeypatch.delitem(sys.modules, "consumers.features")
+
+    loaded = artifacts.unpickle(tmp_path / "model.joblib")
+
+    assert loaded.analyzer is features.word_pairs
+    assert "consumers.features" not in sys.modules
+    assert loaded.transform(["card never arrived"]).nnz > 0
