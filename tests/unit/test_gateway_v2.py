@@ -11,6 +11,10 @@ so the gateway answers without publishing (a retry of known ids, as on a live ga
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -45,11 +49,16 @@ def refusal(message_id: str) -> DeadLetter:
     return DeadLetter.model_construct(id=message_id, reason="empty_text", detail="it is empty")
 
 
-@pytest.fixture
-def gateway() -> Gateway:
+def ready_gateway() -> Gateway:
     settings = GatewaySettings(connection=ConnectionSettings(bootstrap_servers="127.0.0.1:1"))
     gateway = Gateway(settings)
-    gateway.follower.ready.set()  # as if it had read the results below
+    gateway.follower.ready.set()  # as if it had read the results it is given
+    return gateway
+
+
+@pytest.fixture
+def gateway() -> Gateway:
+    gateway = ready_gateway()
     outcomes = [
         result("42-0", TEXTS[0], "card_arrival", {"card_arrival": 0.9, "close_account": 0.1}),
         result("42-1", TEXTS[1], None, {"card_arrival": 0.2, "close_account": 0.3}),
@@ -186,3 +195,23 @@ def test_health_and_metadata_without_kafka(gateway):
     ]  # fmt: skip
     infer = c.post("/v2/models/triage/infer", json=infer_request(["new text"], "n"))
     assert infer.status_code == 503 and set(infer.json()) == {"error"}
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_the_readme_example_is_what_the_gateway_answers():
+    """The README's curl request, sent as written, answered with the README's response when
+    the pipeline's results are the ones the README shows."""
+    section = README.read_text(encoding="utf-8").split("### The Open Inference Protocol")[1]
+    request = json.loads(re.search(r"-d '(\{.*?\})'", section, re.S).group(1))
+    shown = json.loads(re.search(r"```json\n(.*?)```", section, re.S).group(1))
+    out = {o["name"]: o["data"] for o in shown["outputs"]}
+    classes, gateway = out["classes"], ready_gateway()
+    for i, text in enumerate(request["inputs"][0]["data"]):
+        row = out["scores"][i * len(classes) : (i + 1) * len(classes)]
+        scores = dict(zip(classes, row, strict=True))
+        label = out["label"][i] or None
+        gateway.index.add(TextOutcome(result=result(out["id"][i], text, label, scores)))
+    response = client(gateway).post("/v2/models/triage/infer", json=request)
+    assert response.status_code == 200 and response.json() == shown
