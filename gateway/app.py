@@ -32,6 +32,7 @@ from triage.core.runtime.clock import now_ms
 from triage.gateway.results import TextOutcome
 from triage.gateway.service import Answer, Gateway, Unavailable
 from triage.gateway.settings import GatewaySettings
+from triage.gateway.v2_routes import add_v2_routes
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def create_app(settings: GatewaySettings, gateway: Gateway) -> FastAPI:
     # Registered in this order, which is the OpenAPI page's.
     _add_classify_routes(app, settings, gateway, authorized)
     _add_status_routes(app, settings, gateway, authorized)
+    add_v2_routes(app, settings, gateway, authorized)  # the Open Inference Protocol
     _add_page_routes(app)
     return app
 
@@ -217,13 +219,9 @@ def _add_status_routes(
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
         """Ready when Kafka is reachable and the registry names classifiers that vote."""
-        if (why := gateway.available) is not None:
+        if (why := gateway.not_ready) is not None:
             raise Problem(503, why, {"Retry-After": str(RETRY_AFTER_S)})
-        with gateway.follower.lock:
-            voters = sorted(gateway.follower.view.classes())
-        if not voters:
-            raise Problem(503, "no classifier votes yet", {"Retry-After": str(RETRY_AFTER_S)})
-        return JSONResponse({"status": "ready", "voting_classes": len(voters)})
+        return JSONResponse({"status": "ready", "voting_classes": len(gateway.voting())})
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

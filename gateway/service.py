@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from triage.core.kafka import KafkaError
+from triage.core.runtime.clock import now_ms
 from triage.gateway.follower import Follower
 from triage.gateway.results import ResultIndex, TextOutcome
 from triage.gateway.settings import GatewaySettings
@@ -69,6 +70,18 @@ class Gateway:
     def available(self) -> str | None:
         """None when requests can be served, else why not."""
         return None if self.follower.ready.is_set() else self.follower.error
+
+    @property
+    def not_ready(self) -> str | None:
+        """None when requests can be served and classes vote (`/readyz`), else why not."""
+        if (why := self.available) is not None:
+            return why
+        return None if self.voting() else "no classifier votes yet"
+
+    def voting(self) -> dict[str, str]:
+        """The classes that vote now, each with its voting version, as the registry says."""
+        with self.follower.lock:
+            return dict(self.follower.view.voters_for(now_ms()).versions)
 
     async def classify(self, texts: list[dict[str, Any]], wait_s: float) -> list[Answer]:
         """Publish every text not already decided and wait up to `wait_s` for all outcomes."""
