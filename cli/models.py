@@ -22,9 +22,19 @@ if TYPE_CHECKING:
 
 def _add_train(sub: Subparsers) -> None:
     p = sub.add_parser("train", help="train one binary classifier per class")
-    p.add_argument("--data", type=Path, required=True, help="CSV with columns text,category")
+    p.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="CSV with columns text,category, or a folder of <class>.csv/.jsonl files",
+    )
     p.add_argument("--out", type=Path, required=True, help="models folder (one subfolder a class)")
     p.add_argument("--label", action="append", help="train only this class (repeatable)")
+    p.add_argument(
+        "--owner",
+        metavar="TEAM[:CONTACT]",
+        help="who answers for the classes trained (default: the data folder's OWNERS file)",
+    )
     p.add_argument(
         "--C", dest="c", type=float, help="inverse regularisation (10; 30 with --encoder)"
     )
@@ -91,8 +101,10 @@ def _add_evaluate(sub: Subparsers) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     import time
 
-    from triage.training.train import Options, read_dataset, train
+    from triage.training.data import parse_owner, read_dataset
+    from triage.training.train import Options, train
 
+    owner = parse_owner(args.owner) if args.owner else None
     options = Options(
         c=args.c,
         class_weight=None if args.class_weight == "none" else args.class_weight,
@@ -102,17 +114,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         embedding_weight=args.embedding_weight,
     )
     started = time.monotonic()
-    manifests = train(read_dataset(args.data), args.out, args.label, options, n_jobs=args.jobs)
+    data = read_dataset(args.data)
+    manifests = train(data, args.out, args.label, options, n_jobs=args.jobs, owner=owner)
     print(
         f"{'class':32} {'version':>7} {'train+':>6} {'precision':>9} {'recall':>6} "
-        f"{'f1':>6} {'pr_auc':>6} {'brier':>6}"
+        f"{'f1':>6} {'pr_auc':>6} {'brier':>6}  owner"
     )
     for m in manifests:
         x = m.metrics
         print(
             f"{m.label[:32]:32} {m.version:>7} {m.training_data.positives:6d} "
             f"{x['precision']:9.3f} {x['recall']:6.3f} {x['f1']:6.3f} "
-            f"{x.get('pr_auc', float('nan')):6.3f} {x['brier']:6.4f}"
+            f"{x.get('pr_auc', float('nan')):6.3f} {x['brier']:6.4f}  "
+            + (m.owner.format() if m.owner else "-")
         )
     print(
         f"wrote {len(manifests)} model(s) to {args.out} in {time.monotonic() - started:.1f}s "

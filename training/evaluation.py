@@ -25,6 +25,7 @@ from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_su
 from triage.core.model.artifacts import LoadedModel, load_models
 from triage.core.model.decision import decide
 from triage.core.model.scoring import Scorer
+from triage.training.data import DataError, Dataset, read_dataset
 from triage.training.metrics import (
     binary_metrics,
     coverage_point,
@@ -32,15 +33,7 @@ from triage.training.metrics import (
     reliability_bins,
     top_confusions,
 )
-from triage.training.train import (
-    SEED,
-    TEST_SIZE,
-    DataError,
-    Dataset,
-    read_dataset,
-    split,
-    with_embeddings,
-)
+from triage.training.train import SEED, TEST_SIZE, split, with_embeddings
 
 log = logging.getLogger(__name__)
 
