@@ -1,7 +1,8 @@
-"""`triage train` and `triage evaluate`: the models, fitted from a labelled CSV and measured.
+"""`triage train`, `evaluate` and `compare`: the models, fitted from labelled data and measured.
 
-Both work on files alone, no cluster: `train` writes one folder of versioned binary classifiers
-a class, `evaluate` scores them (and a multiclass baseline) on held-out texts. scikit-learn and
+All work on files alone, no cluster: `train` writes one folder of versioned binary classifiers
+a class, `evaluate` scores them (and a multiclass baseline) on held-out texts, `compare` shows
+what a candidate version of one class would change for every class. scikit-learn and
 matplotlib are imported only when one of them runs, so every other command starts fast.
 """
 
@@ -78,7 +79,8 @@ def _add_evaluate(sub: Subparsers) -> None:
         "--data",
         type=Path,
         required=True,
-        help="CSV with columns text,category; the models' training file means its held-out split",
+        help="CSV with columns text,category, or a per-class folder; the models' training data "
+        "means its held-out split",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
@@ -89,13 +91,17 @@ def _add_evaluate(sub: Subparsers) -> None:
         action="append",
         help="evaluate only this class's model (repeatable); default: all",
     )
+    _threshold_flag(p)
+    p.set_defaults(func=cmd_evaluate)
+
+
+def _threshold_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threshold",
         type=float,
         default=AggregatorSettings.model_fields["threshold"].default,
         help="abstain below this winning probability, as the aggregator does",
     )
-    p.set_defaults(func=cmd_evaluate)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -150,7 +156,51 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_compare(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "compare", help="a candidate of one class against the current voters, on the same texts"
+    )
+    p.add_argument("--models", type=Path, required=True, help="the current voters' models folder")
+    p.add_argument(
+        "--candidate",
+        type=Path,
+        required=True,
+        help="a models folder holding the candidate's <label>/ (or that class folder itself)",
+    )
+    p.add_argument("--label", required=True, help="the class the candidate would replace (or add)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="labelled CSV or per-class folder; the current models' training data means its "
+        "held-out split",
+    )
+    p.add_argument(
+        "--all-rows", action="store_true", help="decide every row, not only the held-out split"
+    )
+    _threshold_flag(p)
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.add_argument("--report", type=Path, metavar="DIR", help="also write DIR/index.html")
+    p.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from triage.training.compare import compare, format_comparison
+
+    result = compare(
+        args.models, args.candidate, args.label, args.data, args.threshold, args.all_rows
+    )
+    print(json.dumps(result.summary, indent=2) if args.json else format_comparison(result.summary))
+    if args.report:
+        from triage.training.report import write_comparison_report
+
+        page = write_comparison_report(result.summary, args.report)
+        print(f"report: {page}", file=sys.stderr)
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Subparsers], None]] = {
     "train": _add_train,
     "evaluate": _add_evaluate,
+    "compare": _add_compare,
 }

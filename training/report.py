@@ -1,4 +1,5 @@
-"""`triage evaluate --report DIR`: one self-contained HTML page plus its PNG plots.
+"""`triage evaluate --report DIR`: one self-contained HTML page plus its PNG plots (and
+`triage compare --report DIR`: the impact section alone, tables only).
 
 The page holds the summary tables (ensemble beside the multiclass baseline, the abstention
 trade-off, the most confused pairs, every classifier) and four plots: precision-recall curves,
@@ -209,20 +210,20 @@ def _confusions(ev: Evaluation):
     return fig
 
 
+def _cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.4f}" if isinstance(value, float) else html.escape(str(value))
+
+
+def _table(head: list[str], rows: list[list[Any]]) -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
 def _page(s: dict[str, Any], figures: list[tuple[str, str, str]]) -> str:
-    def cell(value: Any) -> str:
-        if value is None:
-            return "–"
-        return f"{value:.4f}" if isinstance(value, float) else html.escape(str(value))
-
-    def table(head: list[str], rows: list[list[Any]]) -> str:
-        th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows
-        )
-        return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
-
-    summary = table(
+    summary = _table(
         ["", "ensemble", "multiclass baseline"],
         [
             ["accuracy", s["accuracy"], s["baseline_accuracy"]],
@@ -230,18 +231,18 @@ def _page(s: dict[str, Any], figures: list[tuple[str, str, str]]) -> str:
             ["ECE of the winning probability", s["ece"], s["baseline_ece"]],
         ],
     )
-    coverage = table(
+    coverage = _table(
         ["abstain below", "coverage", "accuracy", "answered"],
         [
             [f"{p['threshold']:.2f}", p["coverage"], p["accuracy"], p["answered"]]
             for p in s["coverage"]
         ],
     )
-    confusions = table(
+    confusions = _table(
         ["true", "predicted", "ensemble", "baseline"],
         [[p["true"], p["predicted"], p["count"], p.get("baseline_count")] for p in s["confusions"]],
     )
-    per_class = table(
+    per_class = _table(
         [
             "class",
             "precision",
@@ -278,17 +279,7 @@ def _page(s: dict[str, Any], figures: list[tuple[str, str, str]]) -> str:
         f"<figcaption>{html.escape(title)} ({name})</figcaption></figure>"
         for title, name, data in figures
     )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>triage evaluation</title>
-<style>
-body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 1300px; }}
-table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
-th, td {{ border: 1px solid #ccc; padding: 2px 8px; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }}
-figure {{ display: inline-block; margin: 0 1em 1em 0; vertical-align: top; }}
-img {{ max-width: 620px; border: 1px solid #eee; }}
-figure.confusions img {{ max-width: 1000px; }}
-</style></head><body>
+    return f"""{_head("triage evaluation")}
 <h1>triage evaluation</h1>
 <p>{s["test_rows"]} test messages ({html.escape(s["test_split"])}), {s["classes"]} classes;
 the ensemble decides with the aggregator's rule (highest probability wins,
@@ -300,3 +291,57 @@ threshold {s["threshold"]}).</p>
 <h2>Every classifier (worst ensemble F1 first; precision/recall/F1 at p ≥ 0.5)</h2>{per_class}
 </body></html>
 """
+
+
+def _head(title: str) -> str:
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 1300px; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
+th, td {{ border: 1px solid #ccc; padding: 2px 8px; text-align: right; }}
+td:first-child, th:first-child {{ text-align: left; }}
+figure {{ display: inline-block; margin: 0 1em 1em 0; vertical-align: top; }}
+img {{ max-width: 620px; border: 1px solid #eee; }}
+figure.confusions img {{ max-width: 1000px; }}
+</style></head><body>"""
+
+
+def write_comparison_report(summary: dict[str, Any], out: Path) -> Path:
+    """`triage compare --report DIR`: DIR/index.html with the impact section (tables only)."""
+    out.mkdir(parents=True, exist_ok=True)
+    page = out / "index.html"
+    page.write_text(
+        f"{_head('triage compare')}\n<h1>triage compare</h1>\n{impact_section(summary)}\n"
+        "</body></html>\n",
+        encoding="utf-8",
+    )
+    return page
+
+
+def impact_section(s: dict[str, Any]) -> str:
+    """The candidate's impact: every class before and after, and the changed decisions."""
+    figures = ("precision", "recall", "f1")
+    per_class = _table(
+        ["class", *(f"{f} {side}" for f in figures for side in ("before", "after", "Δ")), "n"],
+        [
+            [name, *(c[f"{f}_{side}"] for f in figures for side in ("before", "after", "delta"))]
+            + [c["support"]]
+            for name, c in sorted(s["per_class"].items(), key=lambda kv: kv[1]["f1_delta"])
+        ],
+    )
+    flows = _table(
+        ["from", "to", "texts", "right after", "wrong after", "right before"],
+        [
+            [f["from"], f["to"], f["count"], f["right"], f["wrong"], f["was_right"]]
+            for f in s["flows"]
+        ],
+    )
+    current = html.escape(s["current_version"] or "(new class)")
+    return f"""<h2>Impact of {html.escape(s["label"])}@{html.escape(s["candidate_version"])}
+in place of version {current}</h2>
+<p>{s["test_rows"]} texts ({html.escape(s["test_split"])}) decided twice with the aggregator's
+rule (threshold {s["threshold"]}): {s["changed"]} decisions change; accuracy
+{s["accuracy_before"]:.4f} → {s["accuracy_after"]:.4f}. "-" is an abstention.</p>
+<h3>Every class, worst F1 change first</h3>{per_class}
+<h3>Changed decisions</h3>{flows}"""
