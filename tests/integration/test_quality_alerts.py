@@ -130,7 +130,9 @@ def test_a_degraded_version_fires_the_alert_and_drops_its_panel_only(
         *["--quality-window-s", "600", "--metrics-port", str(port)],
     )
     prom = prometheus({"triage-monitor": [port]}, widened_rules(tmp_path / "quality-alerts.yml"))
-    wait_until(lambda: prom.value("count(up == 1)") == 1, 30, "Prometheus to scrape the monitor")
+    # 90 s: at a load average of 52 on 2 cores the monitor's metrics server came up 30 s after
+    # its start, and the 30 s this wait had timed out twice.
+    wait_until(lambda: prom.value("count(up == 1)") == 1, 90, "Prometheus to scrape the monitor")
     window_start = time.time()
     wait_for_registry(set(labels), timeout_s=120)
     run = uuid.uuid4().hex[:6]
