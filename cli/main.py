@@ -39,6 +39,7 @@ _ORDER = (
     "kafka",
     "train",
     "evaluate",
+    "compare",
     "classifier",
     "classifiers",
     "promote",

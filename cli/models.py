@@ -1,7 +1,8 @@
-"""`triage train` and `triage evaluate`: the models, fitted from a labelled CSV and measured.
+"""`triage train`, `evaluate` and `compare`: the models, fitted from labelled data and measured.
 
-Both work on files alone, no cluster: `train` writes one folder of versioned binary classifiers
-a class, `evaluate` scores them (and a multiclass baseline) on held-out texts. scikit-learn and
+All work on files alone, no cluster: `train` writes one folder of versioned binary classifiers
+a class, `evaluate` scores them (and a multiclass baseline) on held-out texts, `compare` shows
+what a candidate version of one class would change for every class. scikit-learn and
 matplotlib are imported only when one of them runs, so every other command starts fast.
 """
 
@@ -22,9 +23,19 @@ if TYPE_CHECKING:
 
 def _add_train(sub: Subparsers) -> None:
     p = sub.add_parser("train", help="train one binary classifier per class")
-    p.add_argument("--data", type=Path, required=True, help="CSV with columns text,category")
+    p.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="CSV with columns text,category, or a folder of <class>.csv/.jsonl files",
+    )
     p.add_argument("--out", type=Path, required=True, help="models folder (one subfolder a class)")
     p.add_argument("--label", action="append", help="train only this class (repeatable)")
+    p.add_argument(
+        "--owner",
+        metavar="TEAM[:CONTACT]",
+        help="who answers for the classes trained (default: the data folder's OWNERS file)",
+    )
     p.add_argument(
         "--C", dest="c", type=float, help="inverse regularisation (10; 30 with --encoder)"
     )
@@ -68,7 +79,8 @@ def _add_evaluate(sub: Subparsers) -> None:
         "--data",
         type=Path,
         required=True,
-        help="CSV with columns text,category; the models' training file means its held-out split",
+        help="CSV with columns text,category, or a per-class folder; the models' training data "
+        "means its held-out split",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
@@ -79,20 +91,26 @@ def _add_evaluate(sub: Subparsers) -> None:
         action="append",
         help="evaluate only this class's model (repeatable); default: all",
     )
+    _threshold_flag(p)
+    p.set_defaults(func=cmd_evaluate)
+
+
+def _threshold_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threshold",
         type=float,
         default=AggregatorSettings.model_fields["threshold"].default,
         help="abstain below this winning probability, as the aggregator does",
     )
-    p.set_defaults(func=cmd_evaluate)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     import time
 
-    from triage.training.train import Options, read_dataset, train
+    from triage.training.data import parse_owner, read_dataset
+    from triage.training.train import Options, train
 
+    owner = parse_owner(args.owner) if args.owner else None
     options = Options(
         c=args.c,
         class_weight=None if args.class_weight == "none" else args.class_weight,
@@ -102,17 +120,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         embedding_weight=args.embedding_weight,
     )
     started = time.monotonic()
-    manifests = train(read_dataset(args.data), args.out, args.label, options, n_jobs=args.jobs)
+    data = read_dataset(args.data)
+    manifests = train(data, args.out, args.label, options, n_jobs=args.jobs, owner=owner)
     print(
         f"{'class':32} {'version':>7} {'train+':>6} {'precision':>9} {'recall':>6} "
-        f"{'f1':>6} {'pr_auc':>6} {'brier':>6}"
+        f"{'f1':>6} {'pr_auc':>6} {'brier':>6}  owner"
     )
     for m in manifests:
         x = m.metrics
         print(
             f"{m.label[:32]:32} {m.version:>7} {m.training_data.positives:6d} "
             f"{x['precision']:9.3f} {x['recall']:6.3f} {x['f1']:6.3f} "
-            f"{x.get('pr_auc', float('nan')):6.3f} {x['brier']:6.4f}"
+            f"{x.get('pr_auc', float('nan')):6.3f} {x['brier']:6.4f}  "
+            + (m.owner.format() if m.owner else "-")
         )
     print(
         f"wrote {len(manifests)} model(s) to {args.out} in {time.monotonic() - started:.1f}s "
@@ -136,7 +156,51 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_compare(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "compare", help="a candidate of one class against the current voters, on the same texts"
+    )
+    p.add_argument("--models", type=Path, required=True, help="the current voters' models folder")
+    p.add_argument(
+        "--candidate",
+        type=Path,
+        required=True,
+        help="a models folder holding the candidate's <label>/ (or that class folder itself)",
+    )
+    p.add_argument("--label", required=True, help="the class the candidate would replace (or add)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="labelled CSV or per-class folder; the current models' training data means its "
+        "held-out split",
+    )
+    p.add_argument(
+        "--all-rows", action="store_true", help="decide every row, not only the held-out split"
+    )
+    _threshold_flag(p)
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.add_argument("--report", type=Path, metavar="DIR", help="also write DIR/index.html")
+    p.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from triage.training.compare import compare, format_comparison
+
+    result = compare(
+        args.models, args.candidate, args.label, args.data, args.threshold, args.all_rows
+    )
+    print(json.dumps(result.summary, indent=2) if args.json else format_comparison(result.summary))
+    if args.report:
+        from triage.training.report import write_comparison_report
+
+        page = write_comparison_report(result.summary, args.report)
+        print(f"report: {page}", file=sys.stderr)
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Subparsers], None]] = {
     "train": _add_train,
     "evaluate": _add_evaluate,
+    "compare": _add_compare,
 }

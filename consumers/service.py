@@ -85,7 +85,7 @@ class ClassifierUnit(Service):
         self.versions = {m.label: m.version for m in models}
         self.registry = Announcer(
             settings,
-            [Hosted(m.label, m.version, m.manifest.reads) for m in models],
+            [Hosted(m.label, m.version, m.manifest.reads, m.manifest.owner) for m in models],
             self.mode,
             self.group_id,
         )

@@ -4,7 +4,9 @@ The quality figures are gauges recomputed from the monitor's restored state afte
 committed batch, so they survive a restart as they were (a counter would start again at 0).
 `window` is `window` (the sliding window) or `version` (since the version's first result). The
 raw confusion counts are exported beside the ratios: with several monitor instances each holds
-some partitions, and the alert adds counts before dividing.
+some partitions, and the alert adds counts before dividing. Every live series carries the
+class version's `owner` (its team, or `unowned`), so its alerts carry it to Alertmanager; the
+offline series keep only `label` and `version` (the alerts match them on those).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from prometheus_client import Counter, Gauge
 from triage.core.model.quality import Reference, calibration_error, precision, psi, recall, support
 from triage.schemas.models import QualityTally
 
-_LABELS = ["label", "version", "window"]
+_LABELS = ["label", "version", "window", "owner"]
 PRECISION = Gauge("triage_quality_precision", "Live precision of a class version", _LABELS)
 RECALL = Gauge("triage_quality_recall", "Live recall of a class version", _LABELS)
 SUPPORT = Gauge(
@@ -84,18 +86,34 @@ _QUALITY = (
 )
 
 
+# The owner each class version's series were last exported under: when it changes (the
+# announcement with the owner arrives after the counts), the old series must go.
+_exported_owner: dict[tuple[str, str], str] = {}
+
+
 def remove_quality(label: str, version: str) -> None:
     """A class version this instance no longer counts (its partitions moved): no series."""
+    owner = _exported_owner.pop((label, version), None)
+    if owner is None:
+        return  # (never set)
     for gauge in _QUALITY:
         for window in ("window", "version"):
-            with contextlib.suppress(KeyError):  # (never set)
-                gauge.remove(label, version, window)
+            with contextlib.suppress(KeyError):  # (only one window set)
+                gauge.remove(label, version, window, owner)
 
 
 def set_quality(
-    label: str, version: str, window: str, t: QualityTally, reference: Reference | None
+    label: str,
+    version: str,
+    window: str,
+    t: QualityTally,
+    reference: Reference | None,
+    owner: str,
 ) -> None:
     """The gauges of one class version over one window; a ratio with nothing under it is NaN."""
+    if _exported_owner.get((label, version), owner) != owner:
+        remove_quality(label, version)
+    _exported_owner[(label, version)] = owner
     values = {
         PRECISION: precision(t),
         RECALL: recall(t),
@@ -109,4 +127,4 @@ def set_quality(
         RESULTS: t.results,
     }
     for gauge, value in values.items():
-        gauge.labels(label, version, window).set(float("nan") if value is None else value)
+        gauge.labels(label, version, window, owner).set(float("nan") if value is None else value)

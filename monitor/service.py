@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from triage.core.model.quality import NONE_LABEL, Reference, add, in_window
+from triage.core.model.quality import NONE_LABEL, Reference, add, in_window, owner_team
 from triage.core.records import Batch, Output, Record
 from triage.core.registry.store import RegistryReader
 from triage.core.registry.view import RegistryView
@@ -144,10 +144,11 @@ class Monitor(Service):
         window_ms = int(self.settings.quality_window_s * 1000)
         for (label, version), parts in by_version.items():
             ref = self.references.get((label, version))
+            owner = owner_team(self.view.announcement(label, version), ref)
             total = add(c.total for c in parts)
             recent = add(in_window(c, now, window_ms) for c in parts)
-            metrics.set_quality(label, version, "version", total, ref)
-            metrics.set_quality(label, version, "window", recent, ref)
+            metrics.set_quality(label, version, "version", total, ref, owner)
+            metrics.set_quality(label, version, "window", recent, ref, owner)
         # Counts of partitions another instance owns now: their series go, or sums would
         # count them twice.
         for label, version in self._exported - by_version.keys():

@@ -101,6 +101,17 @@ class ClassifierMode(StrEnum):
 ClassLabel = Annotated[str, Field(min_length=1, pattern=r"^[^@]+$")]
 
 
+class Owner(_Contract):
+    """Who answers for a class: a team (routes its alerts) and, optionally, a contact."""
+
+    team: str = Field(min_length=1, pattern=r"^\S+$")
+    contact: str | None = Field(default=None, min_length=1, pattern=r"^\S+$")
+
+    def format(self) -> str:
+        """`TEAM[:CONTACT]`, as `triage train --owner` takes it."""
+        return self.team + (f":{self.contact}" if self.contact else "")
+
+
 class Announcement(_Contract):
     """A running classifier version on the compacted registry topic (key: `<label>@<version>`).
 
@@ -119,6 +130,8 @@ class Announcement(_Contract):
     reads: str = "text"
     group_id: str
     instance: str
+    # From the manifest (`triage train --owner` or the data's OWNERS); absent before owners.
+    owner: Owner | None = None
 
 
 class VotingSpan(_Contract):

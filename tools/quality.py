@@ -21,6 +21,7 @@ from triage.core.model.quality import (
     calibration_bins,
     figures,
     in_window,
+    owner_team,
     psi,
     rounded,
 )
@@ -39,7 +40,11 @@ def references(models_dirs: Iterable[Path]) -> dict[tuple[str, str], Reference]:
             m = read_manifest(folder / label)
             x = m.metrics
             found[(m.label, m.version)] = Reference(
-                x.get("precision", 0.0), x.get("recall", 0.0), x.get("f1", 0.0), m.score_histogram
+                x.get("precision", 0.0),
+                x.get("recall", 0.0),
+                x.get("f1", 0.0),
+                m.score_histogram,
+                m.owner.team if m.owner else None,
             )
     return found
 
@@ -85,6 +90,7 @@ def quality_report(
             if ref is None
             else {"precision": ref.precision, "recall": ref.recall, "f1": ref.f1},
         }
+        detail["owner"] = owner_team(view.announcement(name, version), ref)
         entry = per_class.setdefault(name, {"version": voting.get(name), "versions": {}})
         entry["versions"][version] = detail
         for true, n in total.confusions.items():
@@ -101,6 +107,8 @@ def quality_report(
     for entry in per_class.values():
         voter = entry["versions"].get(entry["version"]) or {"live": figures(add([]))}
         entry.update({k: voter["live"][k] for k in ("precision", "recall", "support")})
+        # The voter's owner; a class whose voter has no counts yet: its newest version's.
+        entry["owner"] = voter.get("owner") or list(entry["versions"].values())[-1]["owner"]
     confusions.sort(key=lambda c: (-c["count"], c["true"], c["predicted"]))
     return {"per_class": per_class, "worst_confusions": confusions[:WORST]}
 
@@ -108,7 +116,8 @@ def quality_report(
 def format_report(report: dict) -> str:
     header = (
         f"{'class':28} {'version':>7} {'vote':>4} {'prec':>6} {'off.p':>6} {'recall':>6} "
-        f"{'off.r':>6} {'support':>7} {'abst':>5} {'ece':>6} {'psi':>6} {'win.p':>6} {'win.n':>6}"
+        f"{'off.r':>6} {'support':>7} {'abst':>5} {'ece':>6} {'psi':>6} {'win.p':>6} {'win.n':>6} "
+        "owner"
     )
     lines = [header]
     for name, entry in sorted(report["per_class"].items()):
@@ -119,7 +128,7 @@ def format_report(report: dict) -> str:
                 f"{_f(live['precision'])} {_f(off.get('precision'))} {_f(live['recall'])} "
                 f"{_f(off.get('recall'))} {live['support']:7d} {live['abstentions']:5d} "
                 f"{_f(live['calibration_error'])} {_f(d['psi'])} {_f(window['precision'])} "
-                f"{window['corrected']:6d}"
+                f"{window['corrected']:6d} {d['owner']}"
             )
     if report["worst_confusions"]:
         lines.append("\nworst confusions (true → routed to, count, example ids):")

@@ -25,6 +25,7 @@ from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_su
 from triage.core.model.artifacts import LoadedModel, load_models
 from triage.core.model.decision import decide
 from triage.core.model.scoring import Scorer
+from triage.training.data import DataError, Dataset, read_dataset
 from triage.training.metrics import (
     binary_metrics,
     coverage_point,
@@ -32,15 +33,7 @@ from triage.training.metrics import (
     reliability_bins,
     top_confusions,
 )
-from triage.training.train import (
-    SEED,
-    TEST_SIZE,
-    DataError,
-    Dataset,
-    read_dataset,
-    split,
-    with_embeddings,
-)
+from triage.training.train import SEED, TEST_SIZE, split, with_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +70,7 @@ def evaluate(
     """Score `only` these classes' models (default: every model in `models_dir`)."""
     models = sorted(load_models(models_dir, only), key=lambda m: m.label)
     labels = [m.label for m in models]
-    test = _test_set(models, read_dataset(data_path))
+    test = rows_to_score(models, read_dataset(data_path))
     known = set(labels)
     keep = [i for i, y in enumerate(test.y_test) if y in known]
     if not keep:
@@ -85,7 +78,7 @@ def evaluate(
     x_test = [test.x_test[i] for i in keep]
     y_true = np.asarray([test.y_test[i] for i in keep])
 
-    embed = _embedder(models)
+    embed = embedder(models)
     by_label = Scorer(models).score(x_test, embed(x_test))
     scores = np.column_stack([by_label[label] for label in labels])
     rows = [dict(zip(labels, map(float, row), strict=True)) for row in scores]
@@ -122,7 +115,7 @@ def _coverage(rows: list[dict[str, float]], y_true: np.ndarray) -> list[dict[str
     return points
 
 
-def _test_set(models: list[LoadedModel], data: Dataset) -> TestSet:
+def rows_to_score(models: list[LoadedModel], data: Dataset) -> TestSet:
     """The rows to score, and the training rows behind the models (for the baseline)."""
     runs = {_run_of(m) for m in models}
     if data.sha256 in {sha for sha, _, _ in runs}:
@@ -179,7 +172,7 @@ def _ensemble_metrics(y_true, predicted, confidence, correct, labels) -> dict[st
     }
 
 
-def _embedder(models: list[LoadedModel]) -> Callable[[list[str]], np.ndarray | None]:
+def embedder(models: list[LoadedModel]) -> Callable[[list[str]], np.ndarray | None]:
     """Texts → the embeddings the models' encoder serves (None for heads that read text)."""
     identities = {m.manifest.encoder for m in models}
     if len(identities) > 1:

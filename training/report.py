@@ -1,4 +1,5 @@
-"""`triage evaluate --report DIR`: one self-contained HTML page plus its PNG plots.
+"""`triage evaluate --report DIR`: one self-contained HTML page plus its PNG plots (and
+`triage compare --report DIR`: the impact section alone, tables only).
 
 The page holds the summary tables (ensemble beside the multiclass baseline, the abstention
 trade-off, the most confused pairs, every classifier) and four plots: precision-recall curves,
@@ -248,9 +249,7 @@ figure.confusions img { max-width: 1000px; }
 
 def _page(s: dict[str, Any], figures: list[tuple[str, str, str]]) -> str:
     per_class = _per_class_table(s)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>triage evaluation</title>
-{_STYLE}</head><body>
+    return f"""{_head("triage evaluation")}
 <h1>triage evaluation</h1>
 <p>{s["test_rows"]} test messages ({html.escape(s["test_split"])}), {s["classes"]} classes;
 the ensemble decides with the aggregator's rule (highest probability wins,
@@ -319,3 +318,49 @@ def _plots(figures: list[tuple[str, str, str]]) -> str:
         f"<figcaption>{html.escape(title)} ({name})</figcaption></figure>"
         for title, name, data in figures
     )
+
+
+def _head(title: str) -> str:
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+{_STYLE}</head><body>"""
+
+
+def write_comparison_report(summary: dict[str, Any], out: Path) -> Path:
+    """`triage compare --report DIR`: DIR/index.html with the impact section (tables only)."""
+    out.mkdir(parents=True, exist_ok=True)
+    page = out / "index.html"
+    page.write_text(
+        f"{_head('triage compare')}\n<h1>triage compare</h1>\n{impact_section(summary)}\n"
+        "</body></html>\n",
+        encoding="utf-8",
+    )
+    return page
+
+
+def impact_section(s: dict[str, Any]) -> str:
+    """The candidate's impact: every class before and after, and the changed decisions."""
+    figures = ("precision", "recall", "f1")
+    per_class = _table(
+        ["class", *(f"{f} {side}" for f in figures for side in ("before", "after", "Δ")), "n"],
+        [
+            [name, *(c[f"{f}_{side}"] for f in figures for side in ("before", "after", "delta"))]
+            + [c["support"]]
+            for name, c in sorted(s["per_class"].items(), key=lambda kv: kv[1]["f1_delta"])
+        ],
+    )
+    flows = _table(
+        ["from", "to", "texts", "right after", "wrong after", "right before"],
+        [
+            [f["from"], f["to"], f["count"], f["right"], f["wrong"], f["was_right"]]
+            for f in s["flows"]
+        ],
+    )
+    current = html.escape(s["current_version"] or "(new class)")
+    return f"""<h2>Impact of {html.escape(s["label"])}@{html.escape(s["candidate_version"])}
+in place of version {current}</h2>
+<p>{s["test_rows"]} texts ({html.escape(s["test_split"])}) decided twice with the aggregator's
+rule (threshold {s["threshold"]}): {s["changed"]} decisions change; accuracy
+{s["accuracy_before"]:.4f} → {s["accuracy_after"]:.4f}. "-" is an abstention.</p>
+<h3>Every class, worst F1 change first</h3>{per_class}
+<h3>Changed decisions</h3>{flows}"""

@@ -14,7 +14,6 @@ it reads (`reads: features:<identity>`), so it is only ever served that encoder'
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import logging
@@ -31,7 +30,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import FeatureUnion, Pipeline
 
-from triage.core.errors import OperatorError
 from triage.core.model.artifacts import (
     READS_FEATURES,
     READS_TEXT,
@@ -41,6 +39,11 @@ from triage.core.model.artifacts import (
     save_model,
 )
 from triage.core.model.features import FEATURIZER, featurizer
+from triage.schemas.models import Owner
+
+# read_dataset moved to training/data.py; re-exported: many callers import it from here.
+from triage.training.data import DataError, Dataset
+from triage.training.data import read_dataset as read_dataset
 from triage.training.metrics import binary_metrics, score_histogram
 from triage.training.progress import ProgressBar
 
@@ -50,18 +53,6 @@ SEED = 13
 TEST_SIZE = 0.2
 CALIBRATIONS = ("none", "sigmoid", "isotonic")
 TEXT_C, ENCODER_C, ENCODER_WEIGHT = 10.0, 30.0, 3.0  # measured: see `Options`
-
-
-class DataError(OperatorError):
-    """The training or evaluation CSV cannot be used; the message says why."""
-
-
-@dataclass(frozen=True)
-class Dataset:
-    path: Path
-    sha256: str
-    texts: list[str]
-    labels: list[str]
 
 
 @dataclass(frozen=True)
@@ -107,24 +98,6 @@ class Options:
         return params
 
 
-def read_dataset(path: Path) -> Dataset:
-    """A CSV with columns `text,category`."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    rows = list(csv.DictReader(raw.decode("utf-8-sig").splitlines()))
-    if not rows or not {"text", "category"} <= set(rows[0]):
-        raise DataError(f"{path}: expected a CSV with columns text,category")
-    rows = [r for r in rows if r["text"] and r["category"]]
-    return Dataset(
-        path=path,
-        sha256=hashlib.sha256(raw).hexdigest(),
-        texts=[r["text"] for r in rows],
-        labels=[r["category"] for r in rows],
-    )
-
-
 def split(data: Dataset, test_size: float = TEST_SIZE, seed: int = SEED):
     """The stratified train/validation split that training and evaluation share."""
     return train_test_split(
@@ -156,8 +129,10 @@ def train(
     options: Options | None = None,
     n_jobs: int = -1,
     progress: bool = True,
+    owner: Owner | None = None,
 ) -> list[Manifest]:
-    """Fit and save one model per class in `labels` (default: every class in `data`)."""
+    """Fit and save one model per class in `labels` (default: every class in `data`); each
+    class's owner is `owner` if given, else the one the data's OWNERS names (if any)."""
     options = options or Options()
     if options.calibration not in CALIBRATIONS:
         raise DataError(f"calibration must be one of {', '.join(CALIBRATIONS)}")
@@ -214,6 +189,7 @@ def train(
             options,
             positives=int((y_train_arr == label).sum()),
             rows=len(x_train),
+            owner=owner or data.owners.get(label),
             **_validation(clf, xv, y_val_arr == label),
         )
         if bar:
@@ -272,6 +248,7 @@ def _save(
     options: Options,
     positives: int,
     rows: int,
+    owner: Owner | None,
     metrics: dict[str, float],
     score_histogram: list[float],
 ) -> Manifest:
@@ -284,8 +261,13 @@ def _save(
         featurizer_sha256=featurizer[1],
         reads=featurizer[2],
         training_data=TrainingData(
-            path=str(data.path), sha256=data.sha256, rows=rows, positives=positives
+            path=str(data.path),
+            sha256=data.sha256,
+            rows=rows,
+            positives=positives,
+            files=data.files,
         ),
+        owner=owner,
         params=options.params(),
         metrics=metrics,
         score_histogram=score_histogram,

@@ -33,6 +33,7 @@ from sklearn.pipeline import Pipeline
 from triage.core.errors import OperatorError
 from triage.core.model import signing
 from triage.core.model.signing import SigningSettings
+from triage.schemas.models import Owner
 
 ARTIFACT = "model.joblib"
 MANIFEST = "manifest.json"
@@ -50,6 +51,9 @@ class TrainingData(BaseModel):
     sha256: str
     rows: int
     positives: int
+    # File name → sha256 of every file the class was trained on (for a per-class folder, every
+    # class's file and OWNERS; for a CSV, that file). Absent in manifests written before it.
+    files: dict[str, str] | None = None
 
 
 class Manifest(BaseModel):
@@ -70,6 +74,8 @@ class Manifest(BaseModel):
     # Fractions of the validation texts per tenth of this class's score: what the monitor's
     # drift (PSI) compares the live scores with. Absent in manifests written before it.
     score_histogram: list[float] | None = None
+    # Who answers for the class (`triage train --owner`, or OWNERS in the data folder).
+    owner: Owner | None = None
     signature: str | None = None
 
     @property
@@ -146,8 +152,9 @@ def save_model(
         libraries=library_versions(),
         **fields,
     )
-    # A manifest without a score histogram is written (and signed) exactly as before it existed.
-    absent = {"score_histogram"} if manifest.score_histogram is None else set()
+    # A manifest without a score histogram or owner is written (and signed) exactly as before
+    # they existed.
+    absent = {name for name in ("score_histogram", "owner") if getattr(manifest, name) is None}
     key = signing_key or signing_key_from_environment()
     if key is not None:
         unsigned = json.loads(manifest.model_dump_json(exclude={"signature"} | absent))

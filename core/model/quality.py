@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from triage.schemas.models import QualityCounts, QualityTally
+from triage.schemas.models import Announcement, QualityCounts, QualityTally
 
 BINS = 10
 NONE_LABEL = "-"  # a correction's "none of our classes", where a key needs a string
@@ -279,3 +279,19 @@ class Reference:
     recall: float
     f1: float
     score_histogram: list[float] | None = None
+    owner: str | None = None  # the owning team, from the manifest
+
+
+# The `owner` of a class version nobody claimed: a value, not an empty label (which Prometheus
+# drops), so an alert still says so and Alertmanager can route it to a default receiver.
+UNOWNED = "unowned"
+
+
+def owner_team(announcement: Announcement | None, reference: Reference | None) -> str:
+    """A class version's owning team: its announcement's (what the running process read from
+    its manifest), else its manifest's (`--models`), else UNOWNED."""
+    if announcement is not None and announcement.owner is not None:
+        return announcement.owner.team
+    if reference is not None and reference.owner:
+        return reference.owner
+    return UNOWNED

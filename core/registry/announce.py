@@ -29,18 +29,19 @@ from triage.core.registry.store import (
 from triage.core.registry.view import RegistryView
 from triage.core.runtime.clock import now_ms, when
 from triage.schemas.codec import encode
-from triage.schemas.models import Announcement, ClassifierMode
+from triage.schemas.models import Announcement, ClassifierMode, Owner
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class Hosted:
-    """A class version a process serves, and what its model reads."""
+    """A class version a process serves, what its model reads, and who owns it."""
 
     label: str
     version: str
     reads: str = "text"
+    owner: Owner | None = None
 
 
 class Announcer:
@@ -108,6 +109,7 @@ class Announcer:
                         reads=h.reads,
                         group_id=self.group_id,
                         instance=self.settings.instance_id,
+                        owner=h.owner,
                     )
                 ),
             )

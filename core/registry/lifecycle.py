@@ -47,6 +47,7 @@ class Row:
     heartbeat_ms: int | None
     stale: bool
     reads: str | None = None  # `text`, or `features:<encoder identity>`
+    owner: dict[str, str | None] | None = None  # {"team", "contact"}, from the announcement
 
 
 def classifier_rows(view: RegistryView, now_ms: int, heartbeat_s: float) -> list[Row]:
@@ -95,6 +96,7 @@ def _row(
         heartbeat_ms=a.heartbeat_ms if a else None,
         stale=stale(a, now_ms, heartbeat_s) if a else role in ("voting", "scheduled"),
         reads=a.reads if a else None,
+        owner=a.owner.model_dump() if a and a.owner else None,
     )
 
 
@@ -105,8 +107,8 @@ def row_json(row: Row, now_ms: int) -> dict:
 
 def format_rows(rows: list[Row], now_ms: int) -> list[str]:
     lines = [
-        f"{'class':28} {'version':>7}  {'role':34} {'reads':24} {'instance':16} {'since':20}  "
-        "heartbeat"
+        f"{'class':28} {'version':>7}  {'role':34} {'reads':24} {'owner':16} {'instance':16} "
+        f"{'since':20}  heartbeat"
     ]
     for r in rows:
         role = {
@@ -118,10 +120,15 @@ def format_rows(rows: list[Row], now_ms: int) -> list[str]:
         beat = "never" if r.heartbeat_ms is None else f"{(now_ms - r.heartbeat_ms) / 1000:.0f}s ago"
         lines.append(
             f"{r.label[:28]:28} {r.version:>7}  {role:34} {_input(r.reads):24} "
-            f"{(r.instance or '-')[:16]:16} "
+            f"{_owner(r.owner):16} {(r.instance or '-')[:16]:16} "
             f"{when(r.since_ms):20}  {beat}{'  STALE' if r.stale else ''}"
         )
     return lines
+
+
+def _owner(owner: dict[str, str | None] | None) -> str:
+    """The owning team (its contact is in --json): a column an operator reads for whom to ask."""
+    return (owner or {}).get("team") or "-"
 
 
 def _input(reads: str | None) -> str:

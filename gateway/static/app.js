@@ -93,6 +93,7 @@ async function refreshSide() {
     if (status === 200) {
       const rows = body.classifiers.map((c) => el("tr", {},
         el("td", {}, c.label), el("td", {}, c.version), el("td", {}, c.role),
+        el("td", {}, c.owner ? c.owner.team + (c.owner.contact ? ` (${c.owner.contact})` : "") : "–"),
         el("td", c.stale ? { class: "stale" } : {},
           c.heartbeat_age_s === null ? "never" : `${Math.round(c.heartbeat_age_s)}s ago${c.stale ? " STALE" : ""}`)));
       document.querySelector("#classifiers tbody").replaceChildren(...rows);

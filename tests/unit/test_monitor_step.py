@@ -125,7 +125,7 @@ def test_the_gauges_follow_the_counts_and_leave_with_the_partition(monitor):
     from prometheus_client import REGISTRY
 
     def gauge(name, label="a", window="version"):
-        labels = {"label": label, "version": "1", "window": window}
+        labels = {"label": label, "version": "1", "window": window, "owner": "unowned"}
         return REGISTRY.get_sample_value(f"triage_quality_{name}", labels)
 
     monitor.assign(0)
