@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install system-deps demo serve test test-unit lint schemas clean
+.PHONY: install system-deps demo serve test test-unit lint schemas clean images compose-test
 
 install: system-deps $(VENV)/.installed .triage/kafka-libs/.ready
 
@@ -42,6 +42,14 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# The compose stack's images with podman, no registry (deploy/images/build.sh; cached).
+images: install
+	TRIAGE_PYTHON=$(abspath $(PY)) bash deploy/images/build.sh
+
+# docker-compose.yml up under podman: 200 texts through it, Prometheus scraping, then down.
+compose-test: install
+	$(VENV)/bin/pytest -m compose tests/integration/test_compose.py
 
 schemas: install
 	$(PY) -m triage.schemas.export
