@@ -5,7 +5,7 @@ PYTHON ?= python3
 
 .PHONY: install system-deps demo serve test test-unit lint schemas clean images compose-test
 
-install: system-deps $(VENV)/.installed .triage/kafka-libs/.ready
+install: system-deps $(VENV)/.installed .triage/kafka-libs/.ready .triage/bin/helm
 
 # Debian packages (Java, Maven, python3-venv, Prometheus, docker-compose, Chromium): only what
 # is missing, a few command lookups when nothing is. .ci/run runs the same script.
@@ -23,6 +23,11 @@ $(VENV)/.installed: pyproject.toml | system-deps
 .triage/kafka-libs/.ready: $(VENV)/.installed local/kafka_pom.xml
 	$(PY) -c "from triage.local import cluster as k; k.ensure_jars(k.default_libs_dir())"
 	touch $@
+
+# helm for tests/unit/test_helm.py (lint, template), a Go module built from the Go proxy.
+HELM_VERSION := v3.16.4
+.triage/bin/helm:
+	GOBIN=$(abspath .triage/bin) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
 demo: install
 	$(PY) -m demo.run

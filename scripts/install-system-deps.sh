@@ -20,6 +20,7 @@ need chromedriver || missing+=(chromium-driver)
 # compose file run by Debian's docker-compose against podman's socket, the base image made by
 # debootstrap (no container registry is reachable here).
 need podman || missing+=(podman)
+need go || missing+=(golang-go)                   # builds helm (Makefile: .triage/bin/helm)
 [[ -x /usr/sbin/debootstrap ]] || missing+=(debootstrap)
 
 # Podman as root on these machines needs runc and cgroupfs (no systemd session); the broker and

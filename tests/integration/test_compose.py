@@ -2,7 +2,8 @@
 
 Builds the images (deploy/images/build.sh: no container registry), runs the compose file with
 Debian's docker-compose against a `podman system service` socket of the test's own, publishes
-200 demo texts from the host to the broker's published port, and checks every result equals the
+200 demo texts from the host to the broker's published port and reads the results back
+(`triage publish`, `triage results`: the README's commands), checks every result equals the
 offline decision of the models baked into the image (copied out of it), then that Prometheus
 reports every triage target up. The stack always goes down, volumes too. Skips only when podman
 or docker-compose is absent (scripts/install-system-deps.sh installs both).
@@ -10,6 +11,7 @@ or docker-compose is absent (scripts/install-system-deps.sh installs both).
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -22,14 +24,13 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, free_port, wait_until
-from test_pipeline import results_for, stream_records
+from test_pipeline import stream_records
 
 from triage.core.model.artifacts import available_labels, load_models
 from triage.core.model.decision import decide
 from triage.core.model.scoring import Scorer
 from triage.core.registry.store import wait_for_classifiers
 from triage.core.settings import CommonSettings
-from triage.producer.publisher import Publisher
 
 pytestmark = [
     pytest.mark.compose,
@@ -72,7 +73,7 @@ def podman_socket(tmp_path) -> Iterator[str]:
 
 
 @pytest.fixture
-def stack(images, podman_socket, monkeypatch) -> Iterator[dict[str, int]]:
+def stack(images, podman_socket) -> Iterator[dict[str, int]]:
     ports = {
         "TRIAGE_COMPOSE_KAFKA_PORT": free_port(),
         "TRIAGE_COMPOSE_GATEWAY_PORT": free_port(),
@@ -82,9 +83,6 @@ def stack(images, podman_socket, monkeypatch) -> Iterator[dict[str, int]]:
     compose = ["docker-compose", "-p", f"triage-test-{uuid.uuid4().hex[:8]}"]
     try:
         run(*compose, "up", "-d", env=env, timeout=600)
-        monkeypatch.setenv(
-            "TRIAGE_BOOTSTRAP_SERVERS", f"localhost:{ports['TRIAGE_COMPOSE_KAFKA_PORT']}"
-        )
         yield ports
     finally:
         logs = subprocess.run(
@@ -114,24 +112,39 @@ def targets(port: int) -> list[dict]:
         return json.load(r)["data"]["activeTargets"]
 
 
+def triage_cli(*args: str) -> str:
+    return run(sys.executable, "-m", "triage.cli", *args, timeout=120)
+
+
+def results(bootstrap: str) -> dict[str, dict] | None:
+    """`triage results --json` (the README's command): every committed result so far."""
+    lines = triage_cli("results", "--json", "--bootstrap-servers", bootstrap).splitlines()
+    found = [json.loads(line) for line in lines if line.strip()]
+    assert len({r["id"] for r in found}) == len(found), "a text got two results"
+    return {r["id"]: r for r in found} if len(found) >= TEXTS else None
+
+
 def test_compose_stack_labels_200_texts_as_offline_and_prometheus_scrapes_every_service(
     stack, tmp_path
 ):
+    bootstrap = f"localhost:{stack['TRIAGE_COMPOSE_KAFKA_PORT']}"
     models = image_models(tmp_path)
     labels = available_labels(models)
-    wait_for_classifiers(CommonSettings(), set(labels), 180)
+    wait_for_classifiers(CommonSettings(bootstrap_servers=bootstrap), set(labels), 180)
     records = stream_records(TEXTS)
-    with Publisher() as publisher:
-        ids = publisher.publish(records)
+    texts = tmp_path / "texts.csv"
+    with texts.open("w", newline="") as f:
+        csv.writer(f).writerows([("id", "text"), *((r.id, r.text) for r in records)])
+    ids = triage_cli("publish", "--bootstrap-servers", bootstrap, str(texts)).split()
+    assert ids == [r.id for r in records]
 
-    results = wait_until(lambda: results_for(ids), 180, f"{TEXTS} results")
-    assert len(results) == TEXTS, "a text got two results"
+    by_id = wait_until(lambda: results(bootstrap), 180, f"{TEXTS} results", interval=3)
+    assert set(by_id) == set(ids)
     offline = Scorer(load_models(models)).score([r.text for r in records])
-    by_id = {r.id: r for r in results}
     for i, record in enumerate(records):
         expected = decide({label: float(offline[label][i]) for label in labels})
-        assert by_id[record.id].label == expected.label, record.id
-        assert by_id[record.id].probability == pytest.approx(expected.probability, abs=1e-12)
+        assert by_id[record.id]["label"] == expected.label, record.id
+        assert by_id[record.id]["probability"] == pytest.approx(expected.probability, abs=1e-12)
 
     def every_target_up() -> list[dict] | None:
         found = targets(stack["TRIAGE_COMPOSE_PROMETHEUS_PORT"])
