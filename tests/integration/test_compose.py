@@ -23,14 +23,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, free_port, wait_until
-from test_pipeline import stream_records
+from conftest import DEMO_STREAM, DEMO_TRAIN, ROOT, free_port, wait_until
 
 from triage.core.model.artifacts import available_labels, load_models
 from triage.core.model.decision import decide
 from triage.core.model.scoring import Scorer
 from triage.core.registry.store import wait_for_classifiers
 from triage.core.settings import CommonSettings
+from triage.schemas.models import TextRecord
+from triage.training.train import read_dataset
 
 pytestmark = [
     pytest.mark.compose,
@@ -112,6 +113,12 @@ def targets(port: int) -> list[dict]:
         return json.load(r)["data"]["activeTargets"]
 
 
+def demo_records() -> list[TextRecord]:
+    """200 texts: the demo stream's 150, then the first of the training set's."""
+    texts = read_dataset(DEMO_STREAM).texts + read_dataset(DEMO_TRAIN).texts
+    return [TextRecord(id=f"c{i:03d}", text=t) for i, t in enumerate(texts[:TEXTS])]
+
+
 def triage_cli(*args: str) -> str:
     return run(sys.executable, "-m", "triage.cli", *args, timeout=120)
 
@@ -131,7 +138,8 @@ def test_compose_stack_labels_200_texts_as_offline_and_prometheus_scrapes_every_
     models = image_models(tmp_path)
     labels = available_labels(models)
     wait_for_classifiers(CommonSettings(bootstrap_servers=bootstrap), set(labels), 180)
-    records = stream_records(TEXTS)
+    records = demo_records()
+    assert len(records) == TEXTS
     texts = tmp_path / "texts.csv"
     with texts.open("w", newline="") as f:
         csv.writer(f).writerows([("id", "text"), *((r.id, r.text) for r in records)])

@@ -39,10 +39,12 @@ app.kubernetes.io/component: {{ .name }}
   valueFrom:
     fieldRef:
       fieldPath: metadata.name
+{{- if not .httpServer }}{{/* the gateway serves /metrics on its own HTTP port */}}
 - name: TRIAGE_METRICS_HOST
   value: "0.0.0.0"
 - name: TRIAGE_METRICS_PORT
   value: {{ .port | default .root.Values.metrics.port | quote }}
+{{- end }}
 - name: TRIAGE_SECURITY_PROTOCOL
   value: {{ $k.securityProtocol | quote }}
 {{- if hasPrefix "SASL" $k.securityProtocol }}
