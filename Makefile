@@ -7,8 +7,8 @@ PYTHON ?= python3
 
 install: system-deps $(VENV)/.installed .triage/kafka-libs/.ready .triage/bin/helm
 
-# Debian packages (Java, Maven, python3-venv, Prometheus, docker-compose, Chromium): only what
-# is missing, a few command lookups when nothing is. .ci/run runs the same script.
+# Debian packages (Java, Maven, python3-venv, Prometheus, docker-compose, Chromium, podman,
+# debootstrap, Go): only what is missing, a few command lookups when nothing is. .ci/run runs the same script.
 system-deps:
 	@bash scripts/install-system-deps.sh
 
