@@ -3,12 +3,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install system-deps demo serve test test-unit lint schemas clean
+.PHONY: install system-deps demo serve test test-unit lint schemas clean images compose-test
 
-install: system-deps $(VENV)/.installed .triage/kafka-libs/.ready
+install: system-deps $(VENV)/.installed .triage/kafka-libs/.ready .triage/bin/helm
 
-# Debian packages (Java, Maven, python3-venv, Prometheus, docker-compose, Chromium): only what
-# is missing, a few command lookups when nothing is. .ci/run runs the same script.
+# Debian packages (Java, Maven, python3-venv, Prometheus, docker-compose, Chromium, podman,
+# debootstrap, Go): only what is missing, a few command lookups when nothing is. .ci/run runs the same script.
 system-deps:
 	@bash scripts/install-system-deps.sh
 
@@ -23,6 +23,11 @@ $(VENV)/.installed: pyproject.toml | system-deps
 .triage/kafka-libs/.ready: $(VENV)/.installed local/kafka_pom.xml
 	$(PY) -c "from triage.local import cluster as k; k.ensure_jars(k.default_libs_dir())"
 	touch $@
+
+# helm for tests/unit/test_helm.py (lint, template), a Go module built from the Go proxy.
+HELM_VERSION := v3.16.4
+.triage/bin/helm:
+	GOBIN=$(abspath .triage/bin) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
 demo: install
 	$(PY) -m demo.run
@@ -42,6 +47,14 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# The compose stack's images with podman, no registry (deploy/images/build.sh; cached).
+images: install
+	TRIAGE_PYTHON=$(abspath $(PY)) bash deploy/images/build.sh
+
+# docker-compose.yml up under podman: 200 texts through it, Prometheus scraping, then down.
+compose-test: install
+	$(VENV)/bin/pytest -m compose tests/integration/test_compose.py
 
 schemas: install
 	$(PY) -m triage.schemas.export

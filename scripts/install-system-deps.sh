@@ -16,6 +16,23 @@ need promtool || missing+=(prometheus)            # rule checks of deploy/alerts
 need docker-compose || missing+=(docker-compose)  # tests/unit/test_deploy.py: `config` only
 need chromium || missing+=(chromium)              # browser test (headless)
 need chromedriver || missing+=(chromium-driver)
+# Containers (make images, tests/integration/test_compose.py): Debian's podman 4.3 as root, the
+# compose file run by Debian's docker-compose against podman's socket, the base image made by
+# debootstrap (no container registry is reachable here).
+need podman || missing+=(podman)
+need go || missing+=(golang-go)                   # builds helm (Makefile: .triage/bin/helm)
+[[ -x /usr/sbin/debootstrap ]] || missing+=(debootstrap)
+
+# Podman as root on these machines needs runc and cgroupfs (no systemd session); the broker and
+# the JVM want more open files than the default. Written once, never over an operator's own.
+containers_conf() {
+  [[ -e /etc/containers/containers.conf ]] || ((EUID != 0)) && return 0
+  mkdir -p /etc/containers
+  printf '%s\n' '[engine]' 'runtime = "runc"' 'cgroup_manager = "cgroupfs"' \
+    '[containers]' 'default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]' \
+    >/etc/containers/containers.conf
+}
+trap containers_conf EXIT
 
 ((${#missing[@]})) || exit 0
 # One name per package (prometheus covers two commands).
