@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from triage.cli.main import kafka_flags, settings_from
-from triage.core.errors import ConfigError
+from triage.core.errors import ConfigError, OperatorError
 from triage.core.settings import CommonSettings
 from triage.local import cluster as local_cluster
 
@@ -51,8 +51,15 @@ def _add_bench(sub: Subparsers) -> None:
         "--via",
         choices=["kafka", "http"],
         default="kafka",
-        help="http: send the texts as requests to a `triage serve` (32 concurrent clients) and "
-        "report request latency beside the pipeline's own",
+        help="http: send the texts as requests to a `triage serve` (an open loop at --rate, 64 "
+        "concurrent clients) and report request latency beside the pipeline's own",
+    )
+    p.add_argument(
+        "--clients",
+        type=int,
+        metavar="N",
+        help="with --via http: also a closed-loop series at full speed, N clients each sending "
+        "its next text when answered; reports their answers a second",
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
@@ -88,6 +95,8 @@ def _add_lag_exporter(sub: Subparsers) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     from triage.tools.bench import bench, format_summary
 
+    if args.clients is not None and (args.via != "http" or args.clients < 1):
+        raise OperatorError("--clients N (N ≥ 1) needs --via http: it counts HTTP clients")
     report = _on_bench_cluster(
         "bench",
         args,
@@ -105,6 +114,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             broker_pids=_local_broker_pids(settings),
             encoder_name=args.encoder,
             threads=args.threads,
+            clients=args.clients,
         ),
     )
     if report is None:

@@ -2,7 +2,10 @@
 
 One group-less reader follows the `labels` and dead-letter topics from the moment the gateway
 started and feeds every outcome to the `ResultIndex`, waking the requests that wait for it; a
-registry reader keeps a `RegistryView` for `/v1/classifiers` and `/readyz`. Each instance reads
+registry reader keeps a `RegistryView` for `/v1/classifiers` and `/readyz`. The outcomes of
+each poll are handed on in one call (`deliver`, which the gateway makes one hop to its event
+loop): the index and its waiters are touched by the event loop alone, so no request ever waits
+on a lock this thread holds. Each instance reads
 every result: its cost grows with the pipeline's total traffic, not with its own requests (it
 decodes every result and dead letter), and its memory with `results_kept`.
 A Kafka error ends the readers, marks the follower unhealthy (requests get 503) and starts them
@@ -22,7 +25,7 @@ from triage.core.records import Partition
 from triage.core.registry.store import RegistryReader
 from triage.core.registry.view import RegistryView
 from triage.core.settings import CommonSettings
-from triage.gateway.results import ResultIndex, TextOutcome
+from triage.gateway.results import TextOutcome
 from triage.schemas.codec import Reason, Rejected, decode_label
 from triage.schemas.models import DeadLetter
 
@@ -36,16 +39,16 @@ class Follower(threading.Thread):
     def __init__(
         self,
         settings: CommonSettings,
-        index: ResultIndex,
-        wake: Callable[[list, TextOutcome], None],
+        deliver: Callable[[list[TextOutcome]], None],
     ) -> None:
         super().__init__(name="gateway-follower", daemon=True)
         self.settings = settings
         self.topics = self.settings.topics  # resolved once: names go with every record
-        self.index = index
-        self.lock = threading.Lock()  # guards `index`
+        self.lock = (
+            threading.Lock()
+        )  # guards `view` (read by /v1/classifiers, never on a request's path)
         self.view = RegistryView()
-        self._wake = wake
+        self._deliver = deliver
         self._stop = threading.Event()
         self.ready = threading.Event()  # reading, positioned after the gateway's start
         self.error: str | None = "not connected to Kafka yet"
@@ -99,11 +102,14 @@ class Follower(threading.Thread):
         log.info("gateway: following %s and %s", self.topics.labels, self.topics.dead_letters)
         checked = time.monotonic()
         while not self._stop.is_set():
+            taken = []
             for record in outcomes.poll(timeout_ms=100):
-                self._take(record.topic, record.key, record.value)
+                if (outcome := self._take(record.topic, record.value)) is not None:
+                    taken.append(outcome)
                 self._positions[Partition(record.topic, record.partition)] = record.offset + 1
-            # The lock is held only to apply what was read, never while Kafka answers: the
-            # requests' event loop takes it too.
+            if taken:
+                self._deliver(taken)
+            # The lock is held only to apply what was read, never while Kafka answers.
             if changes := registry.fetch():
                 with self.lock:
                     registry.apply(changes)
@@ -111,16 +117,8 @@ class Follower(threading.Thread):
                 outcomes.check()
                 checked = time.monotonic()
 
-    def _take(self, topic: str, key: bytes | None, value: bytes | None) -> None:
-        if value is None:
-            return
-        outcome = _outcome(topic == self.topics.labels, value)
-        if outcome is None:
-            return
-        with self.lock:
-            waiters = self.index.add(outcome)
-        if waiters:
-            self._wake(waiters, outcome)
+    def _take(self, topic: str, value: bytes | None) -> TextOutcome | None:
+        return None if value is None else _outcome(topic == self.topics.labels, value)
 
     def stop(self) -> None:
         self._stop.set()

@@ -2,6 +2,9 @@
 
 A request's text is published keyed by its id, exactly as any Kafka client would, and the
 request waits (asyncio, no thread held) for the result or dead letter the follower reads back.
+The index of outcomes and its waiters belong to the event loop alone: the follower hands each
+poll's outcomes over in one `call_soon_threadsafe`, so a request takes no lock and its answer
+costs one hop per poll, not one per waiter.
 An id whose outcome is already known is answered without publishing again, so a client's retry
 gets the same result and `labels` keeps one result for the id; an id published again anyway
 (the outcome not seen yet) is still decided once by the aggregator. When Kafka cannot be
@@ -14,7 +17,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from triage.core.kafka import KafkaError
 from triage.core.runtime.clock import now_ms
@@ -32,7 +35,7 @@ log = logging.getLogger(__name__)
 # (max_block_ms for metadata, request_timeout_ms for the acknowledgement) are set to match.
 PUBLISH_TIMEOUT_S = 5.0
 
-Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[TextOutcome]"]
+Waiter: TypeAlias = "asyncio.Future[TextOutcome]"
 
 
 class Unavailable(Exception):
@@ -52,13 +55,16 @@ class Gateway:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.index: ResultIndex[Waiter] = ResultIndex(settings.results_kept)
-        self.follower = Follower(settings, self.index, _wake)
+        self.follower = Follower(settings, self._deliver)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.publisher: Publisher | None = None
         # Published here with no outcome seen yet (bounded like the index): not published
         # again by a retry, and `GET /v1/results/{id}` answers 202 for them.
         self.pending: OrderedDict[str, None] = OrderedDict()
 
-    def start(self) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Follow the results; they are applied in `loop`, the one serving the requests."""
+        self._loop = loop
         self.follower.start()
 
     def stop(self) -> None:
@@ -91,30 +97,28 @@ class Gateway:
         records = [_record(t) for t in texts]
         waits: dict[str, Waiter] = {}
         known: dict[str, TextOutcome] = {}
-        with self.follower.lock:
-            for record in records:
-                waiter: Waiter = (loop, loop.create_future())
-                outcome = self.index.wait(record.id, waiter)
-                if outcome is None:
-                    waits[record.id] = waiter
-                else:
-                    known[record.id] = outcome
+        for record in records:
+            waiter: Waiter = loop.create_future()
+            outcome = self.index.wait(record.id, waiter)
+            if outcome is None:
+                waits[record.id] = waiter
+            else:
+                known[record.id] = outcome
         try:
             fresh = [r for r in records if r.id in waits and r.id not in self.pending]
             if fresh:
                 await self._publish(fresh)
             if waits:
-                await asyncio.wait([w[1] for w in waits.values()], timeout=wait_s)
+                await asyncio.wait(waits.values(), timeout=wait_s)
         finally:
-            with self.follower.lock:
-                for message_id, waiter in waits.items():
-                    if not waiter[1].done():
-                        self.index.forget(message_id, waiter)
+            for message_id, waiter in waits.items():
+                if not waiter.done():
+                    self.index.forget(message_id, waiter)
         answers = []
         for record in records:
             outcome = known.get(record.id)
-            if outcome is None and (w := waits.get(record.id)) and w[1].done():
-                outcome = w[1].result()
+            if outcome is None and (w := waits.get(record.id)) and w.done():
+                outcome = w.result()
             if outcome is None:
                 self.pending[record.id] = None
                 if len(self.pending) > self.settings.results_kept:
@@ -125,8 +129,19 @@ class Gateway:
         return answers
 
     def lookup(self, message_id: str) -> TextOutcome | None:
-        with self.follower.lock:
-            return self.index.get(message_id)
+        return self.index.get(message_id)
+
+    def _deliver(self, outcomes: list[TextOutcome]) -> None:
+        """From the follower's thread: one poll's outcomes, applied in the requests' loop."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.apply, outcomes)
+
+    def apply(self, outcomes: list[TextOutcome]) -> None:
+        """In the event loop: keep `outcomes` and answer the requests waiting for them."""
+        for outcome in outcomes:
+            for waiter in self.index.add(outcome):
+                if not waiter.done():
+                    waiter.set_result(outcome)
 
     async def _publish(self, records: list[TextRecord]) -> None:
         """Send `records` and wait for the broker's acknowledgements without holding a thread:
@@ -170,17 +185,6 @@ def _record(text: dict[str, Any]) -> TextRecord:
         text=text["text"],
         metadata=text.get("metadata"),
     )
-
-
-def _wake(waiters: list[Waiter], outcome: TextOutcome) -> None:
-    """From the follower's thread: resolve each waiter's future in its own event loop."""
-    for loop, future in waiters:
-        loop.call_soon_threadsafe(_resolve, future, outcome)
-
-
-def _resolve(future: asyncio.Future[TextOutcome], outcome: TextOutcome) -> None:
-    if not future.done():
-        future.set_result(outcome)
 
 
 def _done(future: asyncio.Future[None], error: BaseException | None) -> None:

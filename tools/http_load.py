@@ -1,8 +1,9 @@
 """`triage bench --via http`: texts sent to `triage serve` at a fixed rate by concurrent clients.
 
-A pacing thread releases one request every 1/rate seconds (or all at once at full speed) into a
-queue that `clients` threads drain, each over its own keep-alive connection, so a slow answer
-holds one client, not the schedule. Every request's latency is measured from when it was sent
+A pacing thread releases one request every 1/rate seconds (an open loop) or all at once (a closed
+loop: each of the `clients` sends its next request when its last is answered) into a queue that
+`clients` threads drain, each over its own keep-alive connection, so a slow answer holds one
+client, not the schedule. Every request's latency is measured from when it was sent
 to when its answer (the label record, after the pipeline decided) arrived.
 """
 
@@ -27,6 +28,7 @@ class HttpLoad:
     token: str | None = None
     latencies_ms: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0  # of the last `run`: its answers a second are len(latencies_ms) / it
 
     def run(self, records: list[TextRecord], rate: float | None) -> None:
         """Send every record (paced at `rate` a second) and wait for every answer."""
@@ -49,6 +51,7 @@ class HttpLoad:
             work.put(None)
         for worker in workers:
             worker.join()
+        self.elapsed_s = time.monotonic() - started
 
     def _client(self, work: queue.Queue, lock: threading.Lock) -> None:
         url = urlsplit(self.base_url)

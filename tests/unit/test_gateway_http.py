@@ -3,6 +3,9 @@ gateway that cannot reach Kafka answering 503 with `Retry-After` (its follower n
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -101,18 +104,7 @@ def test_an_id_whose_result_is_for_another_text_is_409(tmp_path):
     settings = GatewaySettings(connection=ConnectionSettings(bootstrap_servers="127.0.0.1:1"))
     gateway = Gateway(settings)
     gateway.follower.ready.set()  # as if it had read the results: this one is known
-    result = LabelRecord(
-        id="x",
-        label="a",
-        probability=0.9,
-        scores={"a": 0.9},
-        complete=True,
-        missing=[],
-        versions={"a": "1"},
-        text_timestamp_ms=1,
-        decided_at_ms=2,
-        fingerprint=fingerprint(b"my card has not arrived"),
-    )
+    result = _label("x", fingerprint(b"my card has not arrived"))
     gateway.index.add(TextOutcome(result=result))
     c = TestClient(create_app(settings, gateway), raise_server_exceptions=False)
     same = c.post("/v1/classify", json={"id": "x", "text": "my card has not arrived"})
@@ -121,3 +113,35 @@ def test_an_id_whose_result_is_for_another_text_is_409(tmp_path):
     assert other.status_code == 409 and "another text" in other.json()["error"]
     batch = c.post("/v1/classify/batch", json={"texts": [{"id": "x", "text": "other"}]})
     assert batch.json()["results"][0]["status"] == "conflict"
+
+
+def test_outcomes_from_the_follower_thread_answer_waiters_in_the_event_loop(tmp_path):
+    settings = GatewaySettings(connection=ConnectionSettings(bootstrap_servers="127.0.0.1:1"))
+    gateway = Gateway(settings)
+    done = _label("x")
+
+    async def wait_for_x() -> TextOutcome:
+        gateway._loop = asyncio.get_running_loop()
+        waiter = gateway._loop.create_future()
+        assert gateway.index.wait("x", waiter) is None
+        # as the follower does: from its own thread, one call for a poll's outcomes
+        threading.Thread(target=gateway._deliver, args=([TextOutcome(result=done)],)).start()
+        return await asyncio.wait_for(waiter, 5)
+
+    assert asyncio.run(wait_for_x()).result == done
+    assert gateway.lookup("x").result == done and not gateway.index.waiting("x")
+
+
+def _label(message_id: str, text_fingerprint: str | None = None) -> LabelRecord:
+    return LabelRecord(
+        id=message_id,
+        label="a",
+        probability=0.9,
+        scores={"a": 0.9},
+        complete=True,
+        missing=[],
+        versions={"a": "1"},
+        text_timestamp_ms=1,
+        decided_at_ms=2,
+        fingerprint=text_fingerprint,
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ class Asked:
     rate: float | None
     repeat: int
     warmup: int
+    clients: int | None = None  # --via http: the closed loop's clients
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,10 @@ def report(
     limits: Limits,
     encoder: SentenceEncoder | None,
     quality: Quality,
+    closed: Sequence[RunResult] = (),
 ) -> dict[str, Any]:
-    """The report of a series of `runs` (and `half`, the runs at half the encoder's rate)."""
+    """The report of a series of `runs` (and `half`, the runs at half the encoder's rate;
+    `closed`, the closed-loop runs of `asked.clients` clients)."""
     throughput = statistics.median(r.throughput for r in runs)
     gateway = _request_medians(runs) if asked.via == "http" else {}
     return (
@@ -77,8 +81,10 @@ def report(
             "no_kafka_ratio": round(throughput / limits.no_kafka, 3),
             "cores": os.cpu_count(),
         }
-        | _correctness(runs + half)
+        | _closed_loop_part(asked.clients, list(closed))
+        | _correctness(runs + half + list(closed))
         | {"runs": [asdict(r) for r in runs], "half_rate_runs": [asdict(r) for r in half]}
+        | {"closed_loop_runs": [asdict(r) for r in closed]}
     )
 
 
@@ -87,6 +93,20 @@ def _request_medians(runs: list[RunResult]) -> dict[str, Any]:
         f"request_{k}": statistics.median(getattr(r, f"request_{k}") for r in runs)
         for k in ("p50_ms", "p95_ms", "p99_ms")
     } | {"request_failures": sum(r.request_failures for r in runs)}
+
+
+def _closed_loop_part(clients: int | None, closed: list[RunResult]) -> dict[str, Any]:
+    """Answers a second that `clients` clients got, each sending when answered, and their
+    request latency beside the pipeline's own in the same runs."""
+    if not closed:
+        return {}
+    return {
+        "closed_loop_clients": clients,
+        "closed_loop_answers_per_s": statistics.median(r.request_rate for r in closed),
+        "closed_loop_request_p50_ms": statistics.median(r.request_p50_ms for r in closed),
+        "closed_loop_request_p99_ms": statistics.median(r.request_p99_ms for r in closed),
+        "closed_loop_p99_ms": statistics.median(r.p99_ms for r in closed),
+    }
 
 
 def _encoder_part(
@@ -182,5 +202,14 @@ def format_summary(report: dict) -> str:
             f"{report['request_p95_ms']:.0f} ms, p99 {report['request_p99_ms']:.0f} ms "
             f"(send to answer; the latency above is the pipeline's own, text to result); "
             f"{report['request_failures']} failed",
+        )
+    if "closed_loop_clients" in report:
+        lines.insert(
+            4,
+            f"  closed loop       {report['closed_loop_clients']} clients: "
+            f"{report['closed_loop_answers_per_s']:.0f} answers/s, request p50 "
+            f"{report['closed_loop_request_p50_ms']:.0f} ms, p99 "
+            f"{report['closed_loop_request_p99_ms']:.0f} ms (pipeline p99 "
+            f"{report['closed_loop_p99_ms']:.0f} ms)",
         )
     return "\n".join(lines)

@@ -52,6 +52,7 @@ class RunResult:
     request_p95_ms: float = float("nan")
     request_p99_ms: float = float("nan")
     request_failures: int = 0
+    request_rate: float = float("nan")  # answers a second (closed loop: what N clients got)
     # CPU seconds per 1,000 texts of each part: classifiers, aggregator, gateway, the broker
     # (when its pids are known) and this process (publishing and reading the results)
     cpu_s_per_1000_by_role: dict[str, float] = field(default_factory=dict)
@@ -72,6 +73,10 @@ class RunSpec:
     via: str = "kafka"
     broker_pids: Sequence[int] = ()
     threads: int | None = None  # the encoder's (no other service has threads to set)
+    # --via http: concurrent clients. At a fixed rate (an open loop) enough that none waits for
+    # a free client (rate × latency; 32 could not hold 50/s at main's 1.2 s p99); at full speed
+    # (a closed loop) the N clients whose answers a second are measured.
+    clients: int = 64
 
 
 def series(spec: RunSpec, rate: float | None, warmup: int, repeat: int) -> list[RunResult]:
@@ -213,6 +218,7 @@ class _Measured:
             request_p95_ms=round(_percentile(requests, 95), 1),
             request_p99_ms=round(_percentile(requests, 99), 1),
             request_failures=len(self.load.failures),
+            request_rate=round(len(requests) / max(self.load.elapsed_s, 1e-9), 1),
         )
 
 
@@ -232,7 +238,11 @@ def _measure(
     collector.start()
     collector.ready.wait(30)
     with Publisher(ProducerSettings(**dict(settings))) as publisher:
-        load = None if gateway is None else HttpLoad(gateway.url, wait_s=spec.timeout_s)
+        load = (
+            None
+            if gateway is None
+            else HttpLoad(gateway.url, clients=spec.clients, wait_s=spec.timeout_s)
+        )
         send = _sender(publisher, load, rate)
         if warm:
             send(warm)

@@ -1,11 +1,13 @@
 """`bench` itself: the data and models made ready, the offline decisions and the in-process
 limits measured, then a series of runs of the pipeline (and, with an encoder and no rate asked,
-a second series at half the encoder's rate), and the report of them all.
+a second series at half the encoder's rate; via HTTP with `clients`, a closed-loop series of
+that many clients at full speed), and the report of them all.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ def bench(
     broker_pids: Sequence[int] = (),
     encoder_name: str | None = None,
     threads: int | None = None,
+    clients: int | None = None,
 ) -> dict[str, Any]:
     data = select_classes(read_dataset(data_path), classes)
     models_dir, held_out, held_out_labels = prepare_models(data, models_dir, encoder_name)
@@ -76,10 +79,13 @@ def bench(
     if limits.encoding is not None and rate is None:
         half_rate = round(limits.encoding / 2, 1)
         half = series(spec, half_rate, int(3 * half_rate) or warmup, repeat)
+    closed: list[RunResult] = []
+    if via == "http" and clients:  # N clients, each sending its next text when answered
+        closed = series(replace(spec, clients=clients), None, warmup, repeat)
     quality = Quality(
         accuracy(fast, truth),
         accuracy(default_path_labels(models, texts, served), truth),
         join_costs(len(labels)),
     )
-    asked = Asked(via, mode, len(labels), messages, rate, repeat, warmup)
-    return report(asked, runs, half, limits, encoder, quality)
+    asked = Asked(via, mode, len(labels), messages, rate, repeat, warmup, clients)
+    return report(asked, runs, half, limits, encoder, quality, closed)
