@@ -44,6 +44,7 @@ _ORDER = (
     "promote",
     "retire",
     "shadow-report",
+    "gate",
     "aggregate",
     "encoder",
     "monitor",

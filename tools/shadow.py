@@ -1,18 +1,30 @@
-"""`triage shadow-report`: how a shadow or backfill version would have changed the results.
+"""`triage shadow-report` and `triage gate`: how a shadow or backfill version would have changed
+the results, and whether it may vote.
 
-Its scores from the scores topic against the committed results; the report is a pure function
-(`shadow_report`), the reading is the runtime's topic reader.
+Its scores (from the scores topic, and the results' `shadow_scores`) against the committed
+results and the corrections (the first correction of an id counts, as in the monitor): how many
+winners it would have changed, the flow of those changes (from class → to class, how many, how
+many right and wrong by the corrections), each class's precision and recall on the judged texts
+before and after, and the gate's reasons to refuse (`triage.core.model.impact`). The report is a
+pure function (`shadow_report`); the reading is the runtime's topic reader.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict
 
 from triage.core.kafka.reader import read_topic
-from triage.core.model.decision import would_change_winner
+from triage.core.model.decision import decide
+from triage.core.model.impact import ClassMove, Outcome, class_moves, flows, gate_reasons
+from triage.core.model.quality import NONE_LABEL
 from triage.core.settings import CommonSettings
 from triage.schemas.codec import Rejected, decode_score
 from triage.schemas.models import LabelRecord, ScoreRecord
+from triage.tools.corrections import read_corrections
+from triage.tools.results import read_labels
+
+FIGURES = ("precision_before", "precision_after", "recall_before", "recall_after")
 
 
 def shadow_report(
@@ -21,31 +33,89 @@ def shadow_report(
     label: str,
     version: str,
     threshold: float = 0.0,
+    corrections: Mapping[str, str | None] | None = None,
 ) -> dict:
-    """How `label@version` would have changed the committed results, had it voted."""
+    """How `label@version` would have changed the committed results, had it voted; judged
+    against `corrections` (message id → its class, None: none of ours)."""
+    corrections = corrections or {}
+    results = list(results)
+    mine = shadow_probabilities(scores, results, label, version)
+    outcomes, positive, agree = [], 0, 0
+    for result in results:
+        p = mine.get(result.id)
+        if p is None:
+            continue
+        before = decide(result.scores, threshold).label
+        after = decide({**result.scores, label: p}, threshold).label
+        judged = result.id in corrections
+        outcomes.append(Outcome(before, after, corrections.get(result.id), judged))
+        positive += p >= 0.5
+        agree += (p >= 0.5) == (result.label == label)
+    changed = [o for o in outcomes if o.before != o.after]
+    return {
+        "label": label,
+        "version": version,
+        "scored": len(mine),
+        "with_result": len(outcomes),
+        "would_change_winner": len(changed),
+        "predicted_positive": positive,
+        "agrees_with_result": agree,
+        "judged": sum(o.judged for o in outcomes),
+        "changed_judged": sum(o.judged for o in changed),
+        "flow": [
+            {"from": f.source, "to": f.target} | asdict(f, dict_factory=_without_pair)
+            for f in flows(outcomes)
+        ],
+        "classes": {name: _rounded(asdict(m)) for name, m in class_moves(outcomes).items()},
+    }
+
+
+def shadow_probabilities(
+    scores: Iterable[ScoreRecord], results: list[LabelRecord], label: str, version: str
+) -> dict[str, float]:
+    """Message id → `label@version`'s probability: from the scores topic (a backfill's scores
+    of texts decided long ago too) and the results' shadow scores."""
+    key = f"{label}@{version}"
     mine = {
         s.id: s.scores[label]
         for s in scores
         if label in s.scores and s.versions.get(label) == version
     }
-    judged = changed = positive = agree = 0
     for result in results:
-        p = mine.get(result.id)
-        if p is None:
-            continue
-        judged += 1
-        changed += would_change_winner(result.scores, label, p, threshold)
-        positive += p >= 0.5
-        agree += (p >= 0.5) == (result.label == label)
+        if key in result.shadow_scores:
+            mine.setdefault(result.id, result.shadow_scores[key])
+    return mine
+
+
+def _without_pair(items: list[tuple[str, object]]) -> dict:
+    return {k: v for k, v in items if k not in ("source", "target")}
+
+
+def _rounded(move: dict) -> dict:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in move.items()}
+
+
+def gate(report: dict, max_drop: float, min_judged: int) -> dict:
+    """The gate's verdict on a `shadow_report`: passed, and the reasons to refuse."""
+    moves = {name: ClassMove(**m) for name, m in report["classes"].items()}
+    reasons = gate_reasons(moves, report["label"], report["judged"], max_drop, min_judged)
     return {
-        "label": label,
-        "version": version,
-        "scored": len(mine),
-        "with_result": judged,
-        "would_change_winner": changed,
-        "predicted_positive": positive,
-        "agrees_with_result": agree,
+        "label": report["label"],
+        "version": report["version"],
+        "passed": not reasons,
+        "reasons": reasons,
+        "max_drop": max_drop,
+        "min_judged": min_judged,
+        "judged": report["judged"],
     }
+
+
+def read_report(settings: CommonSettings, label: str, version: str, threshold: float) -> dict:
+    """`shadow_report` of what the scores, results and corrections topics hold now."""
+    corrections = read_corrections(settings)
+    return shadow_report(
+        read_scores(settings), read_labels(settings), label, version, threshold, corrections
+    )
 
 
 def read_scores(settings: CommonSettings) -> Iterator[ScoreRecord]:
@@ -58,10 +128,52 @@ def read_scores(settings: CommonSettings) -> Iterator[ScoreRecord]:
 def format_report(report: dict) -> str:
     n = report["with_result"]
     share = f" ({report['would_change_winner'] / n:.1%})" if n else ""
-    return (
+    lines = [
         f"{report['label']}@{report['version']}: {report['scored']} texts scored, "
         f"{n} with a committed result; would have changed the winner of "
         f"{report['would_change_winner']}{share}; p >= 0.5 on {report['predicted_positive']}; "
         f"agrees with the result (p >= 0.5 iff labelled {report['label']}) on "
-        f"{report['agrees_with_result']}"
-    )
+        f"{report['agrees_with_result']}; {report['judged']} of them judged (corrected), "
+        f"{report['changed_judged']} of the changed"
+    ]
+    if report["flow"]:
+        lines += ["", f"{'changed from':28} {'to':28} {'texts':>6} {'judged':>6} {'right':>6} "
+                  f"{'wrong':>6} {'lost':>5}"]  # fmt: skip
+        lines += [
+            f"{_name(f['from']):28} {_name(f['to']):28} {f['changed']:>6} {f['judged']:>6} "
+            f"{f['right']:>6} {f['wrong']:>6} {f['lost']:>5}"
+            for f in report["flow"]
+        ]
+        lines.append("(right: the new winner is the correction's class; lost: the old one was)")
+    if report["judged"]:
+        lines += ["", f"per class on the {report['judged']} judged texts (* moved):"]
+        lines.append(f"  {'class':28} {'precision':>15} {'recall':>15} {'support':>8}")
+        for name, m in report["classes"].items():
+            moved = m[FIGURES[0]] != m[FIGURES[1]] or m[FIGURES[2]] != m[FIGURES[3]]
+            lines.append(
+                f"{'*' if moved else ' '} {name[:28]:28} "
+                f"{_move(m['precision_before'], m['precision_after']):>15} "
+                f"{_move(m['recall_before'], m['recall_after']):>15} {m['support']:>8}"
+            )
+    return "\n".join(lines)
+
+
+def format_gate(verdict: dict) -> str:
+    head = f"gate {verdict['label']}@{verdict['version']}: "
+    if verdict["passed"]:
+        return head + (
+            f"passes (no other class drops more than {verdict['max_drop']:g} on "
+            f"{verdict['judged']} judged texts, --min-judged {verdict['min_judged']})"
+        )
+    return head + f"refused for {len(verdict['reasons'])} reason(s)"
+
+
+def _name(label: str | None) -> str:
+    return (label or f"{NONE_LABEL} (abstain)")[:28]
+
+
+def _move(before: float | None, after: float | None) -> str:
+    def show(x: float | None) -> str:
+        return "-" if x is None else f"{x:.3f}"
+
+    return f"{show(before)} → {show(after)}"
