@@ -172,10 +172,14 @@ def cmd_promote(args: argparse.Namespace) -> int:
     from triage.tools.shadow import format_report
 
     settings = settings_from(ClassifierSettings, args)
-    report, verdict = _judge(settings, args)
-    print(format_report(report), flush=True)
+
+    def gate() -> list[str]:
+        report, verdict = _judge(settings, args)
+        print(format_report(report), flush=True)
+        return verdict["reasons"]
+
     try:
-        print(promote(settings, args.label, args.version, args.force, verdict["reasons"]))
+        print(promote(settings, args.label, args.version, args.force, gate))
     except PromotionRefused as refused:
         _refuse("promote", refused.reasons)
         return 2

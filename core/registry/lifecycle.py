@@ -15,7 +15,7 @@ is an operator tool: `tools/shadow.py`.)
 from __future__ import annotations
 
 import getpass
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from triage.core.records import Output
@@ -146,18 +146,25 @@ def promote(
     label: str,
     version: str,
     force: bool = False,
-    gate_reasons: Sequence[str] = (),
+    gate: Callable[[], list[str]] = list,
 ) -> str:
     """Make `label@version` the voter from now + the switch delay. Refused (`PromotionRefused`)
-    when it is not running or for `gate_reasons`; with `force` done anyway, and who forced it
-    over which reasons is kept in the class record's new span."""
+    when it is not running, or for the reasons `gate()` gives (asked only of a running version,
+    or when forced: judging the live impact reads three topics); with `force` done anyway, and
+    who forced it over which reasons is kept in the class record's new span."""
     check_label(label)
     view = read_registry(settings)
     now = current_ms()
     record = view.class_record(label)
     if record is not None and latest(record).version == version:
         return f"{label}@{version} already votes (from {when(latest(record).since_ms)})"
-    reasons = [*_not_promotable(view, label, version, now, settings.heartbeat_s), *gate_reasons]
+    reasons = _not_promotable(view, label, version, now, settings.heartbeat_s)
+    if force or not reasons:
+        reasons += gate()
+        # The gate's reading takes seconds (more than the switch delay on a busy machine): the
+        # span must start `switch_delay_s` after it is written, not after the registry was read.
+        view, now = read_registry(settings), current_ms()
+        record = view.class_record(label)
     if reasons and not force:
         raise PromotionRefused(reasons)
     forced = ForcedPromotion(by=operator(settings), at_ms=now, reasons=reasons) if reasons else None

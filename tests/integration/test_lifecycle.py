@@ -126,7 +126,9 @@ def test_add_shadow_promote_retire_while_texts_keep_coming(procs, demo_models, v
     assert f"{a}@9 has not announced itself" in refused.stderr
     promoted = cli("promote", "--label", a, "--version", "2")
     assert promoted.returncode == 0, promoted.stderr
-    assert promoted.stdout.startswith(f"promoted {a}@2: votes on texts published from")
+    # (it prints the live impact first: the promotion is its last line)
+    last = promoted.stdout.splitlines()[-1]
+    assert last.startswith(f"promoted {a}@2: votes on texts published from")
     switch = latest(class_record(a))
     assert switch.version == "2" and switch.since_ms > now_ms() - 60_000
     wait_until(lambda: results_from(switch.since_ms + 1000), 90, f"results voted by {a}@2")
