@@ -122,7 +122,9 @@ def test_add_shadow_promote_retire_while_texts_keep_coming(procs, demo_models, v
 
     # (c) Promote it: from one instant on, version 2 votes and version 1 does not.
     refused = cli("promote", "--label", a, "--version", "9")
-    assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0
+    # One line (kafka-python may log a slow-poll WARNING too on a busy machine: not ours).
+    refusal = [line for line in refused.stderr.splitlines() if line.startswith("triage ")]
+    assert refused.returncode == 2 and len(refusal) == 1, refused.stderr
     assert f"{a}@9 has not announced itself" in refused.stderr
     promoted = cli("promote", "--label", a, "--version", "2")
     assert promoted.returncode == 0, promoted.stderr
