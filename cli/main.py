@@ -45,6 +45,7 @@ _ORDER = (
     "promote",
     "retire",
     "shadow-report",
+    "gate",
     "aggregate",
     "encoder",
     "monitor",

@@ -1,5 +1,6 @@
 """The classifier registry: `classifiers` lists it, `promote`, `retire` change who votes, and
-`shadow-report` judges a version that does not vote yet on the traffic it scored.
+`shadow-report` judges a version that does not vote yet on the traffic it scored; `gate` is
+`promote`'s check alone, for a CI job (exit 0: it may vote, 2: refused, one line a reason).
 
 These are the operator's side of the registry protocol (triage/core/registry): each reads or
 appends records on the registry topic and exits; the running classifiers and aggregators follow.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -19,6 +21,7 @@ from triage.core.runtime.clock import now_ms
 
 if TYPE_CHECKING:
     from triage.cli.main import Subparsers
+    from triage.tools.shadow import ShadowReport
 
 
 def _add_classifiers(sub: Subparsers) -> None:
@@ -39,19 +42,26 @@ def _add_promote(sub: Subparsers) -> None:
     p = sub.add_parser(
         "promote",
         help="make a running version its class's voter",
-        description="Append a voting span to the class record: VERSION votes on texts "
-        "published from now + --switch-delay-s on, and the previous version stops at that "
-        "same instant. A version that has not announced itself, or whose heartbeat is stale, "
-        "is refused unless --force.",
+        description="Show the version's live impact (as shadow-report), then append a voting "
+        "span to the class record: VERSION votes on texts published from now + "
+        "--switch-delay-s on, and the previous version stops at that same instant. Refused "
+        "(exit 2, one line a reason) for a version that has not announced itself or whose "
+        "heartbeat is stale, and by the gate (see `triage gate`); --force promotes anyway and "
+        "records who forced it over which reasons in the class record.",
     )
     p.add_argument("--label", required=True, help="the class")
     p.add_argument("--version", required=True, help="the version to vote (as announced)")
-    p.add_argument("--force", action="store_true", help="promote even if not running")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="promote despite the refusal's reasons (recorded in the class record)",
+    )
     p.add_argument(
         "--switch-delay-s",
         type=float,
         help=f"(TRIAGE_SWITCH_DELAY_S, default {default_of(ClassifierSettings, 'switch_delay_s')})",
     )
+    _gate_flags(p)
     kafka_flags(p)
     p.set_defaults(func=cmd_promote)
 
@@ -72,23 +82,73 @@ def _add_retire(sub: Subparsers) -> None:
 
 
 def _add_shadow_report(sub: Subparsers) -> None:
-    p = sub.add_parser(
+    p = _judging(
+        sub,
         "shadow-report",
-        help="judge a shadow or backfill version on the scored traffic",
-        description="Read the scores topic for CLASS@VERSION and the committed results: how "
-        "many results it would have changed had it voted, and how often it agrees with them.",
+        "judge a shadow or backfill version on the scored traffic",
+        "Read the scores topic for CLASS@VERSION, the committed results and the corrections: "
+        "how many results it would have changed had it voted, from which class to which, how "
+        "many of those changes were right and wrong by the corrections, and how each class's "
+        "precision and recall on the corrected texts would move.",
     )
-    p.add_argument("--label", required=True)
-    p.add_argument("--version", required=True)
+    _threshold_flag(p)
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    kafka_flags(p)
+    p.set_defaults(func=cmd_shadow_report)
+
+
+def _add_gate(sub: Subparsers) -> None:
+    p = _judging(
+        sub,
+        "gate",
+        "may CLASS@VERSION vote? exit 0 yes, 2 no (one line a reason)",
+        "The promotion gate of `triage promote`, alone, for a CI job: the live impact of "
+        "CLASS@VERSION on the corrected texts it scored, refused (exit 2, one line a reason on "
+        "stderr) when it would lower another class's precision or recall by more than "
+        "--max-drop, or when fewer than --min-judged such texts exist; exit 0 otherwise.",
+    )
+    _gate_flags(p)
+    p.add_argument("--json", action="store_true", help="one JSON object: verdict and impact")
+    kafka_flags(p)
+    p.set_defaults(func=cmd_gate)
+
+
+def _judging(sub: Subparsers, name: str, summary: str, description: str):
+    """A command judging one class version: `--label` and `--version`."""
+    p = sub.add_parser(name, help=summary, description=description)
+    p.add_argument("--label", required=True, help="the class")
+    p.add_argument("--version", required=True, help="the version judged (as announced)")
+    return p
+
+
+def _threshold_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threshold",
         type=float,
         default=AggregatorSettings.model_fields["threshold"].default,
         help="the aggregator's threshold",
     )
-    p.add_argument("--json", action="store_true", help="one JSON object")
-    kafka_flags(p)
-    p.set_defaults(func=cmd_shadow_report)
+
+
+def _gate_flags(p: argparse.ArgumentParser) -> None:
+    _threshold_flag(p)
+    p.add_argument(
+        "--max-drop",
+        dest="gate_max_drop",
+        metavar="MARGIN",
+        type=float,
+        help="refuse when another class's precision or recall on the judged texts drops by "
+        "more than this (TRIAGE_GATE_MAX_DROP, default "
+        f"{default_of(ClassifierSettings, 'gate_max_drop')})",
+    )
+    p.add_argument(
+        "--min-judged",
+        dest="gate_min_judged",
+        metavar="N",
+        type=int,
+        help="refuse with fewer judged texts (scored by the version, corrected) than this "
+        f"(TRIAGE_GATE_MIN_JUDGED, default {default_of(ClassifierSettings, 'gate_min_judged')})",
+    )
 
 
 def cmd_classifiers(args: argparse.Namespace) -> int:
@@ -109,11 +169,50 @@ def cmd_classifiers(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from triage.core.registry.lifecycle import promote
+    from triage.core.registry.lifecycle import PromotionRefused, promote
+    from triage.tools.shadow import format_report
 
     settings = settings_from(ClassifierSettings, args)
-    print(promote(settings, args.label, args.version, args.force))
+
+    def gate() -> list[str]:
+        report, verdict = _judge(settings, args)
+        print(format_report(report), flush=True)
+        return verdict["reasons"]
+
+    try:
+        print(promote(settings, args.label, args.version, args.force, gate))
+    except PromotionRefused as refused:
+        _refuse("promote", refused.reasons)
+        return 2
     return 0
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    from triage.tools.shadow import format_gate, format_report
+
+    settings = settings_from(ClassifierSettings, args)
+    report, verdict = _judge(settings, args)
+    if args.json:
+        print(json.dumps(verdict | {"impact": report.as_dict()}))
+    else:
+        print(format_report(report) + "\n\n" + format_gate(verdict), flush=True)
+    _refuse("gate", verdict["reasons"])
+    return 0 if verdict["passed"] else 2
+
+
+def _judge(settings: ClassifierSettings, args: argparse.Namespace) -> tuple[ShadowReport, dict]:
+    """The live impact of --label@--version, and the gate's verdict on it."""
+    from triage.core.registry.store import check_label
+    from triage.tools.shadow import gate, read_report
+
+    check_label(args.label)
+    report = read_report(settings, args.label, args.version, args.threshold)
+    return report, gate(report, settings.gate_max_drop, settings.gate_min_judged)
+
+
+def _refuse(command: str, reasons: list[str]) -> None:
+    for reason in reasons:
+        print(f"triage {command}: refused: {reason}", file=sys.stderr)
 
 
 def cmd_retire(args: argparse.Namespace) -> int:
@@ -125,14 +224,11 @@ def cmd_retire(args: argparse.Namespace) -> int:
 
 
 def cmd_shadow_report(args: argparse.Namespace) -> int:
-    from triage.tools.results import read_labels
-    from triage.tools.shadow import format_report, read_scores, shadow_report
+    from triage.tools.shadow import format_report, read_report
 
     settings = settings_from(ClassifierSettings, args)
-    report = shadow_report(
-        read_scores(settings), read_labels(settings), args.label, args.version, args.threshold
-    )
-    print(json.dumps(report) if args.json else format_report(report))
+    report = read_report(settings, args.label, args.version, args.threshold)
+    print(json.dumps(report.as_dict()) if args.json else format_report(report))
     return 0
 
 
@@ -141,4 +237,5 @@ COMMANDS: dict[str, Callable[[Subparsers], None]] = {
     "promote": _add_promote,
     "retire": _add_retire,
     "shadow-report": _add_shadow_report,
+    "gate": _add_gate,
 }

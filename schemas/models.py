@@ -134,11 +134,22 @@ class Announcement(_Contract):
     owner: Owner | None = None
 
 
+class ForcedPromotion(_Contract):
+    """A promotion the gate (or the liveness check) refused, done anyway with `--force`:
+    who forced it, when, and the refusal's reasons, one a line, as they were shown."""
+
+    by: str = Field(min_length=1, description="`<user>@<instance>` that ran `triage promote`")
+    at_ms: int
+    reasons: list[str]
+
+
 class VotingSpan(_Contract):
-    """From `since_ms` on (text timestamps), `version` is the class's voting version."""
+    """From `since_ms` on (text timestamps), `version` is the class's voting version;
+    `forced` when its promotion overrode a refusal."""
 
     version: str = Field(min_length=1)
     since_ms: int
+    forced: ForcedPromotion | None = None
 
 
 class ClassRecord(_Contract):

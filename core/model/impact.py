@@ -5,9 +5,9 @@ current voters, the label decided with the candidate in its class's place, and t
 when known), `impact` returns every class's precision, recall and F1 before and after on the
 judged texts, and the flow of changed decisions (from class → to class, how many, how many of
 them judged, right and previously right). `triage compare` feeds it offline decisions with the
-data's labels; the live shadow report feeds it the committed results, the shadow scores and
-the corrections; a promotion gate reads its deltas. One function, so offline and live tables
-cannot drift apart.
+data's labels; `triage shadow-report`, `triage gate` and `triage promote` feed it the committed
+results, the shadow scores and the corrections, and `gate_reasons` reads the promotion gate's
+verdict from it. One function, so offline and live tables cannot drift apart.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Any
 # Where a key needs a string: the pipeline abstained, or (as a truth) none of our classes.
 # An abstention whose truth is NONE is right: the pipeline declined a text of no class.
 NONE = "-"
+# A drop smaller than this is float noise, not a reason to refuse (0.8 - 0.78 > 0.02 in floats).
+EPSILON = 1e-9
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,16 @@ class Scores:
     @property
     def support(self) -> int:
         return self.tp + self.fn
+
+    def defined(self, figure: str) -> float | None:
+        """The figure ("precision", "recall" or "f1"), None where it has no denominator (the class
+        was never predicted, or has no judged text; F1: either): the gate compares only these."""
+        undefined = {
+            "precision": not self.tp + self.fp,
+            "recall": not self.tp + self.fn,
+            "f1": not (self.tp + self.fp and self.tp + self.fn),
+        }[figure]
+        return None if undefined else float(getattr(self, figure))
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,3 +183,26 @@ def _flows(rows: list[Outcome]) -> list[Flow]:
             counts[3] += (o.before or NONE) == o.truth
     flows = [Flow(s, t, *counts) for (s, t), counts in tally.items()]
     return sorted(flows, key=lambda f: (-f.count, f.source, f.target))
+
+
+def gate_reasons(impact: Impact, candidate: str, max_drop: float, min_judged: int) -> list[str]:
+    """Why the candidate (a version of class `candidate`) must not vote, one line a reason:
+    too few judged texts, or another class's precision or recall dropping by more than
+    `max_drop` on them (only where defined before and after). Empty: it passes."""
+    judged, reasons = impact.judged, []
+    if judged < min_judged:
+        reasons.append(
+            f"only {judged} judged texts scored by the candidate (--min-judged {min_judged}): "
+            "let it run in shadow until more results are corrected"
+        )
+    for label, c in impact.per_class.items():
+        if label == candidate:
+            continue  # the candidate's own class is its team's call
+        for name in ("precision", "recall"):
+            before, after = c.before.defined(name), c.after.defined(name)
+            if before is not None and after is not None and before - after > max_drop + EPSILON:
+                reasons.append(
+                    f"{label}: {name} would drop {before:.3f} → {after:.3f} "
+                    f"(-{before - after:.3f} > --max-drop {max_drop:g}) on {judged} judged texts"
+                )
+    return reasons

@@ -5,6 +5,8 @@ scheduled to vote from when, shadow, retired), its process and heartbeat, and ST
 process missed three heartbeats or a voter has none. `promote` appends a voting span to the
 class record: the version votes on texts published from `switch_delay_s` after the command,
 the previous one stops at that same instant, so every text has exactly one voting version.
+A promotion refused (not running, or the gate's reasons, passed in by the CLI) is done anyway
+with `--force`, and the new span records who forced it, when, over which reasons.
 `retire` tombstones a class record and its announcements (or one version's announcement).
 Row building is pure. (`shadow-report`, which judges a shadow version against the results,
 is an operator tool: `tools/shadow.py`.)
@@ -12,6 +14,8 @@ is an operator tool: `tools/shadow.py`.)
 
 from __future__ import annotations
 
+import getpass
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from triage.core.records import Output
@@ -30,7 +34,7 @@ from triage.core.registry.view import RegistryView, latest, voter_at
 from triage.core.runtime.clock import now_ms as current_ms
 from triage.core.runtime.clock import when
 from triage.schemas.codec import registry_key
-from triage.schemas.models import Announcement
+from triage.schemas.models import Announcement, ForcedPromotion
 
 
 @dataclass(frozen=True)
@@ -136,43 +140,81 @@ def _input(reads: str | None) -> str:
     return (reads or "-").removeprefix("features:")[:24]
 
 
-def promote(settings: RegistrySettings, label: str, version: str, force: bool = False) -> str:
+class PromotionRefused(RegistryError):
+    """A promotion refused for one or more reasons, each a line of the message."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__("\n".join(reasons))
+        self.reasons = reasons
+
+
+def promote(
+    settings: RegistrySettings,
+    label: str,
+    version: str,
+    force: bool = False,
+    gate: Callable[[], list[str]] = list,
+) -> str:
+    """Make `label@version` the voter from now + the switch delay. Refused (`PromotionRefused`)
+    when it is not running, or for the reasons `gate()` gives (asked only of a running version,
+    or when forced: judging the live impact reads three topics); with `force` done anyway, and
+    who forced it over which reasons is kept in the class record's new span."""
     check_label(label)
     view = read_registry(settings)
     now = current_ms()
     record = view.class_record(label)
     if record is not None and latest(record).version == version:
         return f"{label}@{version} already votes (from {when(latest(record).since_ms)})"
-    if not force:
-        _check_promotable(view, label, version, now, settings.heartbeat_s)
+    reasons = _not_promotable(view, label, version, now, settings.heartbeat_s)
+    if force or not reasons:
+        reasons += gate()
+        # The gate's reading takes seconds (more than the switch delay on a busy machine): the
+        # span must start `switch_delay_s` after it is written, not after the registry was read.
+        view, now = read_registry(settings), current_ms()
+        record = view.class_record(label)
+    if reasons and not force:
+        raise PromotionRefused(reasons)
+    forced = ForcedPromotion(by=operator(settings), at_ms=now, reasons=reasons) if reasons else None
     delay_ms = int(settings.switch_delay_s * 1000)
-    records = voter_records(view, {label: version}, now + delay_ms)
+    records = voter_records(view, {label: version}, now + delay_ms, {label: forced})
     write(settings, [class_output(settings, r, key) for key, r in records.items()])
     claim_votes(
         settings, records, lambda outputs: write(settings, outputs), settings.switch_delay_s
     )
     since = records[label].voting[-1].since_ms
     before = f"{label}@{latest(record).version} stops then" if record else "a new voting class"
+    override = f"; FORCED over {len(reasons)} reason(s), recorded in the class record"
+    override = override if forced else ""
     return (
         f"promoted {label}@{version}: votes on texts published from {when(since)} "
-        f"({since} ms); {before}"
+        f"({since} ms); {before}{override}"
     )
 
 
-def _check_promotable(
+def operator(settings: RegistrySettings) -> str:
+    """Who runs this command, as a forced promotion records it: `<user>@<instance>`."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no user name in the environment nor the password database
+        user = "unknown"
+    return f"{user}@{settings.instance_id}"
+
+
+def _not_promotable(
     view: RegistryView, label: str, version: str, now_ms: int, heartbeat_s: float
-) -> None:
+) -> list[str]:
     a = view.announcement(label, version)
     if a is None:
-        raise RegistryError(
+        return [
             f"{label}@{version} has not announced itself on the registry: start it first "
             f"(`triage classifier --label {label} --shadow`), or pass --force"
-        )
+        ]
     if stale(a, now_ms, heartbeat_s):
-        raise RegistryError(
+        return [
             f"{label}@{version} sent no heartbeat for {(now_ms - a.heartbeat_ms) / 1000:.0f}s "
             "(stopped?): every text would miss its vote; start it again, or pass --force"
-        )
+        ]
+    return []
 
 
 def retire(settings: RegistrySettings, label: str, version: str | None = None) -> str:

@@ -1,4 +1,5 @@
-"""What the registry's protocol needs beyond the connection: heartbeats and the switch delay."""
+"""What the registry's protocol needs beyond the connection: heartbeats, the switch delay, and
+the promotion gate's margins."""
 
 from __future__ import annotations
 
@@ -16,4 +17,17 @@ class RegistrySettings(CommonSettings):
         ge=0,
         description="a new voter (new class, promote) votes on texts published this long after "
         "it is written to the registry, so every aggregator has read it before such a text",
+    )
+    gate_max_drop: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="the promotion gate refuses a candidate that would lower another class's "
+        "precision or recall on the judged texts by more than this",
+    )
+    gate_min_judged: int = Field(
+        default=100,
+        ge=0,
+        description="the promotion gate refuses a candidate with fewer judged texts (scored by "
+        "it, with a committed result and a correction) than this",
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from triage.core.errors import OperatorError
 from triage.core.kafka import clients
@@ -31,7 +31,7 @@ from triage.schemas.codec import (
     parse_registry_key,
     registry_key,
 )
-from triage.schemas.models import Announcement, ClassRecord
+from triage.schemas.models import Announcement, ClassRecord, ForcedPromotion
 
 log = logging.getLogger(__name__)
 
@@ -121,12 +121,17 @@ def class_output(settings: CommonSettings, record: ClassRecord | None, label: st
 
 
 def voter_records(
-    view: RegistryView, wanted: dict[str, str], since_ms: int
+    view: RegistryView,
+    wanted: dict[str, str],
+    since_ms: int,
+    forced: Mapping[str, ForcedPromotion | None] | None = None,
 ) -> dict[str, ClassRecord]:
-    """Class records making each wanted version (class → version) the voter from `since_ms`;
-    classes whose latest span already names that version need none."""
+    """Class records making each wanted version (class → version) the voter from `since_ms`
+    (`forced`: class → the override its span records); classes whose latest span already
+    names that version need none."""
+    forced = forced or {}
     return {
-        label: with_voter(record, label, version, since_ms)
+        label: with_voter(record, label, version, since_ms, forced.get(label))
         for label, version in wanted.items()
         if (record := view.class_record(label)) is None or latest(record).version != version
     }
@@ -155,7 +160,8 @@ def claim_votes(
         if attempt == WRITE_ATTEMPTS - 1:
             raise RegistryError(f"class records of {sorted(lost)} keep being overwritten; retry")
         log.warning("registry: a concurrent write dropped our span for %s; again", sorted(lost))
-        again = voter_records(view, lost, now_ms() + int(delay_s * 1000))
+        overrides = {label: latest(standing[label]).forced for label in lost}
+        again = voter_records(view, lost, now_ms() + int(delay_s * 1000), overrides)
         write([class_output(settings, record, label) for label, record in again.items()])
         standing |= again
     return standing

@@ -20,7 +20,7 @@ from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from triage.schemas.models import Announcement, ClassRecord, VotingSpan
+from triage.schemas.models import Announcement, ClassRecord, ForcedPromotion, VotingSpan
 
 Record = Announcement | ClassRecord | None
 
@@ -51,9 +51,16 @@ def latest(record: ClassRecord) -> VotingSpan:
     return record.voting[-1]
 
 
-def with_voter(record: ClassRecord | None, label: str, version: str, since_ms: int) -> ClassRecord:
+def with_voter(
+    record: ClassRecord | None,
+    label: str,
+    version: str,
+    since_ms: int,
+    forced: ForcedPromotion | None = None,
+) -> ClassRecord:
     """`record` with `version` voting from `since_ms` on (a new class when `record` is None)."""
-    spans = [*(record.voting if record else []), VotingSpan(version=version, since_ms=since_ms)]
+    span = VotingSpan(version=version, since_ms=since_ms, forced=forced)
+    spans = [*(record.voting if record else []), span]
     return ClassRecord(label=label, voting=spans)
 
 

@@ -35,7 +35,12 @@ from triage.training.train import Options, read_dataset, train
 
 pytestmark = pytest.mark.integration
 
-LIFECYCLE_ENV = {"TRIAGE_HEARTBEAT_S": "1", "TRIAGE_SWITCH_DELAY_S": "3"}
+# No corrections here: the promotion gate's minimum of judged texts is off (test_gate.py).
+LIFECYCLE_ENV = {
+    "TRIAGE_HEARTBEAT_S": "1",
+    "TRIAGE_SWITCH_DELAY_S": "3",
+    "TRIAGE_GATE_MIN_JUDGED": "0",
+}
 # A result decided this long after a tombstone was written must not name what it retired
 # (the aggregator reads the registry every poll; the margin only absorbs a busy machine).
 RETIRE_MARGIN_MS = 5_000
@@ -117,11 +122,15 @@ def test_add_shadow_promote_retire_while_texts_keep_coming(procs, demo_models, v
 
     # (c) Promote it: from one instant on, version 2 votes and version 1 does not.
     refused = cli("promote", "--label", a, "--version", "9")
-    assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0
+    # One line (kafka-python may log a slow-poll WARNING too on a busy machine: not ours).
+    refusal = [line for line in refused.stderr.splitlines() if line.startswith("triage ")]
+    assert refused.returncode == 2 and len(refusal) == 1, refused.stderr
     assert f"{a}@9 has not announced itself" in refused.stderr
     promoted = cli("promote", "--label", a, "--version", "2")
     assert promoted.returncode == 0, promoted.stderr
-    assert promoted.stdout.startswith(f"promoted {a}@2: votes on texts published from")
+    # (it prints the live impact first: the promotion is its last line)
+    last = promoted.stdout.splitlines()[-1]
+    assert last.startswith(f"promoted {a}@2: votes on texts published from")
     switch = latest(class_record(a))
     assert switch.version == "2" and switch.since_ms > now_ms() - 60_000
     wait_until(lambda: results_from(switch.since_ms + 1000), 90, f"results voted by {a}@2")

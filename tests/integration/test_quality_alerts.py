@@ -145,7 +145,8 @@ def test_a_degraded_version_fires_the_alert_and_drops_its_panel_only(
 
     procs.start("shadow", "classifier", "--models", str(models2), "--label", label, "--shadow")
     promote = [sys.executable, "-m", "triage.cli", "promote", "--label", label, "--version", "2"]
-    promote += ["--switch-delay-s", "1"]
+    # The gate would refuse it (test_gate.py): this test is about what happens when it votes.
+    promote += ["--switch-delay-s", "1", "--max-drop", "1", "--min-judged", "0"]
     wait_until(
         lambda: subprocess.run(promote, env=procs.env, capture_output=True).returncode == 0,
         60,

@@ -79,8 +79,8 @@ def test_shadow_report_counts_what_the_version_would_have_changed():
         result(1, "b", {"a": 0.2, "b": 0.6}),  # unchanged, agrees (not a, p < 0.5)
         result(2, "a", {"a": 0.8, "b": 0.1}),  # only a@1 scored it: not judged
     ]
-    report = shadow_report(scores, results, "a", "2")
-    assert report == {
+    report = shadow_report(scores, results, "a", "2", corrections={"m0": "b", "m9": "a"}).as_dict()
+    assert report | {"classes": None} == {
         "label": "a",
         "version": "2",
         "scored": 3,
@@ -88,4 +88,12 @@ def test_shadow_report_counts_what_the_version_would_have_changed():
         "would_change_winner": 1,
         "predicted_positive": 1,
         "agrees_with_result": 1,
+        "judged": 1,
+        "changed_judged": 1,
+        "flow": [
+            {"from": "b", "to": "a", "changed": 1, "judged": 1, "right": 0, "wrong": 1, "lost": 1}
+        ],
+        "classes": None,
     }
+    assert report["classes"]["b"]["recall_before"] == 1.0
+    assert report["classes"]["b"]["recall_after"] == 0.0
