@@ -21,6 +21,8 @@ from triage.core.kafka.reader import TopicReader
 from triage.core.records import Partition
 from triage.core.registry.store import RegistryReader
 from triage.core.registry.view import RegistryView
+from triage.core.runtime.clock import now_ms
+from triage.core.runtime.metrics import observe_hop
 from triage.core.settings import CommonSettings
 from triage.gateway.results import ResultIndex, TextOutcome
 from triage.schemas.codec import Reason, Rejected, decode_label
@@ -117,6 +119,8 @@ class Follower(threading.Thread):
         outcome = _outcome(topic == self.topics.labels, value)
         if outcome is None:
             return
+        if outcome.result is not None:
+            observe_hop("decided_to_read", now_ms(), (outcome.result.decided_at_ms,))
         with self.lock:
             waiters = self.index.add(outcome)
         if waiters:
