@@ -3,6 +3,8 @@ service observes, on plain records without a broker."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from prometheus_client import REGISTRY
 from test_aggregator_step import T0, by_topic
 from test_classifier_step import TEXTS, models, text, unit  # noqa: F401  (the models fixture)
@@ -18,6 +20,10 @@ from triage.gateway.follower import Follower
 from triage.gateway.results import ResultIndex
 from triage.schemas.codec import decode_label, decode_score, encode
 from triage.schemas.models import LabelRecord, ScoreRecord
+from triage.tools.bench.reporting import _hop_line, _hop_medians
+from triage.tools.bench.running import RunResult, _hop_percentiles
+
+RUN = RunResult(*[0] * 11)  # (the fields every run has; the hops set per test)
 
 CONNECTION = ConnectionSettings(bootstrap_servers="unused:9092")
 
@@ -122,3 +128,28 @@ def test_the_hop_buckets_span_1_ms_to_10_s():
         if s.name.endswith("_bucket") and s.labels["hop"] == "published_to_scored"
     ]
     assert buckets[0] == 0.001 and buckets[-2] == 10 and buckets[-1] == float("inf")
+
+
+def test_the_bench_splits_its_latency_by_hop_and_says_so():
+    runs = [
+        [{"published_to_scored": 10, "scored_to_decided": 30}, {"published_to_scored": 20}],
+        [{"published_to_scored": 14, "scored_to_decided": 50, "decided_to_read": 4}],
+    ]
+    per_run = [_hop_percentiles(hops) for hops in runs]
+    assert per_run[0] == {
+        50: {"published_to_scored": 10.0, "scored_to_decided": 30.0},
+        99: {"published_to_scored": 20.0, "scored_to_decided": 30.0},
+    }
+    results = [replace(RUN, hop_p50_ms=p[50], hop_p99_ms=p[99]) for p in per_run]
+    report = {"hop_p50_ms": _hop_medians(results, "hop_p50_ms")}
+    # in a text's order; a hop only some runs saw is the median of those
+    assert report["hop_p50_ms"] == {
+        "published_to_scored": 12.0,
+        "scored_to_decided": 40.0,
+        "decided_to_read": 4.0,
+    }
+    report["hop_p99_ms"] = _hop_medians(results, "hop_p99_ms")
+    assert _hop_line(report) == (
+        "  where time goes  published → scored 12/17, scored → decided 40/40,"
+        " decided → read 4/4 ms (p50/p99)"
+    )

@@ -10,6 +10,7 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from triage.core.runtime.metrics import HOPS
 from triage.encoder.sentence import SentenceEncoder
 from triage.tools.bench.rates import Limits
 from triage.tools.bench.running import RunResult
@@ -124,7 +125,29 @@ def _medians(runs: list[RunResult], throughput: float) -> dict[str, Any]:
             role: statistics.median(r.cpu_s_per_1000_by_role[role] for r in runs)
             for role in runs[0].cpu_s_per_1000_by_role
         },
+        "hop_p50_ms": _hop_medians(runs, "hop_p50_ms"),
+        "hop_p99_ms": _hop_medians(runs, "hop_p99_ms"),
     }
+
+
+def _hop_medians(runs: list[RunResult], field: str) -> dict[str, float]:
+    """Each hop's median over the runs that saw it, in the order of the hops of a text."""
+    seen = [getattr(r, field) for r in runs]
+    return {
+        hop: statistics.median(each[hop] for each in seen if hop in each)
+        for hop in HOPS
+        if any(hop in each for each in seen)
+    }
+
+
+def _hop_line(report: dict) -> str:
+    """`published → scored 12/40, scored → decided 30/90 ms (p50/p99)`, hop by hop."""
+    p99 = report.get("hop_p99_ms", {})
+    hops = ", ".join(
+        f"{hop.replace('_to_', ' → ')} {ms:.0f}/{p99.get(hop, float('nan')):.0f}"
+        for hop, ms in report.get("hop_p50_ms", {}).items()
+    )
+    return f"  where time goes  {hops} ms (p50/p99)" if hops else "  where time goes  unknown"
 
 
 def _correctness(everything: list[RunResult]) -> dict[str, Any]:
@@ -183,4 +206,5 @@ def format_summary(report: dict) -> str:
             f"(send to answer; the latency above is the pipeline's own, text to result); "
             f"{report['request_failures']} failed",
         )
+    lines.insert(3, _hop_line(report))  # after the latency it splits
     return "\n".join(lines)
