@@ -150,6 +150,6 @@ def test_the_bench_splits_its_latency_by_hop_and_says_so():
     }
     report["hop_p99_ms"] = _hop_medians(results, "hop_p99_ms")
     assert _hop_line(report) == (
-        "  where time goes  published → scored 12/17, scored → decided 40/40,"
+        "  where time goes   published → scored 12/17, scored → decided 40/40,"
         " decided → read 4/4 ms (p50/p99)"
     )

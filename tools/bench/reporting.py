@@ -147,7 +147,7 @@ def _hop_line(report: dict) -> str:
         f"{hop.replace('_to_', ' → ')} {ms:.0f}/{p99.get(hop, float('nan')):.0f}"
         for hop, ms in report.get("hop_p50_ms", {}).items()
     )
-    return f"  where time goes  {hops} ms (p50/p99)" if hops else "  where time goes  unknown"
+    return f"  where time goes   {hops} ms (p50/p99)" if hops else "  where time goes   unknown"
 
 
 def _correctness(everything: list[RunResult]) -> dict[str, Any]:
