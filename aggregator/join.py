@@ -69,6 +69,10 @@ class Join:
     source: str | None = None
     conflicts: list[str] = field(default_factory=list)
     logged: bool = False  # has a changelog record (a tombstone must remove it)
+    # The latest Kafka timestamps of the score records that joined, and of the features they
+    # were computed from: the result's `scored_at_ms` and `encoded_at_ms`.
+    scored_ms: int | None = None
+    encoded_ms: int | None = None
 
     def to_state(self) -> JoinState:
         return JoinState(
@@ -79,6 +83,8 @@ class Join:
             fingerprint=self.fingerprint,
             source=self.source,
             conflicts=self.conflicts,
+            scored_at_ms=self.scored_ms,
+            encoded_at_ms=self.encoded_ms,
         )
 
     @classmethod
@@ -92,6 +98,8 @@ class Join:
             state.source,
             list(state.conflicts),
             logged=True,
+            scored_ms=state.scored_at_ms,
+            encoded_ms=state.encoded_at_ms,
         )
 
 
@@ -143,7 +151,10 @@ class JoinTable:
         self.counts: Counter[str] = Counter()
 
     # -- input ---------------------------------------------------------------------------
-    def add(self, score: ScoreRecord, now_ms: int) -> list[JoinOutcome]:
+    def add(
+        self, score: ScoreRecord, now_ms: int, produced_ms: int | None = None
+    ) -> list[JoinOutcome]:
+        """Join one score record; `produced_ms` is its Kafka timestamp (when it was scored)."""
         message_id, fingerprint = score.id, score.fingerprint
         marker = self.decided.get(message_id)
         if marker is not None:
@@ -167,6 +178,8 @@ class JoinTable:
             self._finish(message_id, state, score, missing, now_ms)
             return [RefusedByClassifier(message_id, score.refusal)]
         state = self._merge(state, score, now_ms)
+        state.scored_ms = _latest(state.scored_ms, produced_ms)
+        state.encoded_ms = _latest(state.encoded_ms, score.encoded_at_ms)
         if not self._incomplete(state):
             return [self._decide(state, now_ms)]
         self.pending[message_id] = state
@@ -340,6 +353,8 @@ class JoinTable:
             text_timestamp_ms=state.text_timestamp_ms,
             decided_at_ms=now_ms,
             fingerprint=state.fingerprint,
+            scored_at_ms=state.scored_ms,
+            encoded_at_ms=state.encoded_ms,
             schema_version=1,
         )
 
@@ -401,6 +416,10 @@ def _keys(score: ScoreRecord) -> set[str]:
 def _differs(a: str | None, b: str | None) -> bool:
     """Two texts differ when both fingerprints are known and unequal."""
     return a is not None and b is not None and a != b
+
+
+def _latest(a: int | None, b: int | None) -> int | None:
+    return a if b is None else b if a is None else max(a, b)
 
 
 def _differs_int(a: int, b: int) -> bool:

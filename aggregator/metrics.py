@@ -8,7 +8,7 @@ from collections import Counter as Tally
 from prometheus_client import Counter, Gauge, Histogram
 
 from triage.core.model.decision import would_change_winner
-from triage.core.runtime.metrics import DEAD_LETTERS, count_dead_letters
+from triage.core.runtime.metrics import DEAD_LETTERS, HOP_SECONDS, count_dead_letters
 from triage.schemas.codec import Reason
 
 __all__ = ["DEAD_LETTERS", "count_dead_letters"]  # (here since before the monitor counted them)
@@ -73,8 +73,11 @@ def outcome(result) -> str:
 def count_results(results: list) -> None:
     for outcome_name, n in Tally(outcome(r) for r in results).items():
         RESULTS.labels(outcome_name).inc(n)
+    scored_to_decided = HOP_SECONDS.labels("scored_to_decided")
     for r in results:
         LATENCY_SECONDS.observe(max(0, r.decided_at_ms - r.text_timestamp_ms) / 1000)
+        if r.scored_at_ms is not None:
+            scored_to_decided.observe(max(0, r.decided_at_ms - r.scored_at_ms) / 1000)
 
 
 def count_shadow(results: list, threshold: float) -> None:

@@ -131,7 +131,7 @@ class Aggregator(Service):
             detail = f"no registered classifier among {sorted(score.scores)}"
             refusal = Refusal.of_record(record, Reason.UNKNOWN_CLASSIFIER, detail)
             return [self._dead_letter(score.id, refusal, record.key)]
-        return self._outputs(table.add(score, now_ms), record)
+        return self._outputs(table.add(score, now_ms, record.timestamp), record)
 
     def _has_unknown_classifiers(self, decoded: dict) -> bool:
         return any(

@@ -30,6 +30,8 @@ from triage.core.model.scoring import Scorer
 from triage.core.records import Batch, Output, Partition, Record
 from triage.core.registry.announce import Announcer, Hosted
 from triage.core.runtime.app import Service, Session
+from triage.core.runtime.clock import now_ms as wall_ms
+from triage.core.runtime.metrics import observe_hop
 from triage.core.topology import CLASSIFIER
 from triage.schemas import embedding
 from triage.schemas.codec import Reason, Rejected, decode_features, decode_text, encode, fingerprint
@@ -113,6 +115,7 @@ class ClassifierUnit(Service):
         good = [(r, d) for r, d in decoded if not isinstance(d, Rejected)]
         with metrics.SCORING_SECONDS.time():
             probabilities = self.scorer.score([d.text for _, d in good])
+        observe_hop("published_to_scored", wall_ms(), (r.timestamp for r, _ in good))
         columns = {label: p.tolist() for label, p in probabilities.items()}
         outputs = [
             self._score_output(
@@ -132,6 +135,7 @@ class ClassifierUnit(Service):
     def score_features(self, tp: Partition, records: Sequence[Record]) -> list[Output]:
         """Score features records of one partition: each decoded once for every hosted head."""
         good: list[FeatureRecord] = []
+        encoded_ms: list[int] = []  # the features records' Kafka timestamps: when encoded
         outputs = []
         for record in records:
             features = decode_features(record.value)
@@ -147,6 +151,7 @@ class ClassifierUnit(Service):
                 outputs.append(self._passed_refusal(features, _refusal(record, detail)))
             else:
                 good.append(features)
+                encoded_ms.append(record.timestamp)
         try:
             vectors = embedding.unpack(
                 [f.embedding or "" for f in good], [f.scale or 0.0 for f in good], self.dim
@@ -158,6 +163,7 @@ class ClassifierUnit(Service):
             return [self._refusal_output(tp, records[0], rejected)]
         with metrics.SCORING_SECONDS.time():
             probabilities = self.scorer.score([f.text or "" for f in good], vectors)
+        observe_hop("encoded_to_scored", wall_ms(), encoded_ms)
         columns = {label: p.tolist() for label, p in probabilities.items()}
         outputs += [
             self._score_output(
@@ -166,6 +172,7 @@ class ClassifierUnit(Service):
                 f.fingerprint,
                 f.source,
                 {k: col[i] for k, col in columns.items()},
+                encoded_ms[i],
             )
             for i, f in enumerate(good)
         ]
@@ -194,6 +201,7 @@ class ClassifierUnit(Service):
         text_fingerprint: str,
         source: str,
         scores: dict[str, float],
+        encoded_ms: int | None = None,
     ) -> Output:
         # Our own freshly computed values: constructed without re-validation (hot path).
         score = ScoreRecord.model_construct(
@@ -206,6 +214,7 @@ class ClassifierUnit(Service):
             instance=self.settings.instance_id,
             fingerprint=text_fingerprint,
             source=source,
+            encoded_at_ms=encoded_ms,
         )
         return Output(self.topics.scores, message_id.encode(), encode(score))
 

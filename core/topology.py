@@ -94,7 +94,8 @@ TOPICS: Topics[Topic] = Topics(
         "labels",
         _MESSAGE_ID,
         "`id`, `label` (null = abstained), `probability`, `scores`, `complete`, `missing`,"
-        " `versions`, `shadow_scores`",
+        " `versions`, `shadow_scores`, and when each stage saw the text ([where the time"
+        " goes](#where-the-time-goes))",
     ),
     registry=Topic(
         "triage-registry",

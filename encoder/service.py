@@ -21,6 +21,8 @@ from collections import deque
 
 from triage.core.records import Batch, Output, Record
 from triage.core.runtime.app import Service, Session
+from triage.core.runtime.clock import now_ms as wall_ms
+from triage.core.runtime.metrics import observe_hop
 from triage.core.topology import ENCODER
 from triage.encoder import metrics
 from triage.encoder.sentence import SentenceEncoder
@@ -71,6 +73,7 @@ class EncoderStage(Service):
         good = [(r, d) for r, d in decoded if not isinstance(d, Rejected)]
         started = time.perf_counter()
         vectors = self.encoder.encode([d.text for _, d in good])
+        observe_hop("published_to_encoded", wall_ms(), (r.timestamp for r, _ in good))
         if decoded:
             metrics.BATCH_SECONDS.labels(self.encoder.name).observe(time.perf_counter() - started)
         rows, scales = embedding.quantize(vectors)

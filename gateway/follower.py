@@ -24,6 +24,8 @@ from triage.core.kafka.reader import TopicReader
 from triage.core.records import Partition
 from triage.core.registry.store import RegistryReader
 from triage.core.registry.view import RegistryView
+from triage.core.runtime.clock import now_ms
+from triage.core.runtime.metrics import observe_hop
 from triage.core.settings import CommonSettings
 from triage.gateway.results import TextOutcome
 from triage.schemas.codec import Reason, Rejected, decode_label
@@ -118,7 +120,10 @@ class Follower(threading.Thread):
                 checked = time.monotonic()
 
     def _take(self, topic: str, value: bytes | None) -> TextOutcome | None:
-        return None if value is None else _outcome(topic == self.topics.labels, value)
+        outcome = None if value is None else _outcome(topic == self.topics.labels, value)
+        if outcome is not None and outcome.result is not None:
+            observe_hop("decided_to_read", now_ms(), (outcome.result.decided_at_ms,))
+        return outcome
 
     def stop(self) -> None:
         self._stop.set()

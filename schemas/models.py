@@ -90,6 +90,11 @@ class ScoreRecord(_Contract):
         pattern=r"^.+:[0-9]{1,10}:[0-9]{1,19}$",
         description="where the text was read: `<topic>:<partition>:<offset>`",
     )
+    encoded_at_ms: int | None = Field(
+        default=None,
+        description="heads on an encoder's features: when the features record was produced (its"
+        " Kafka timestamp); null for heads that read the text",
+    )
 
 
 class ClassifierMode(StrEnum):
@@ -167,7 +172,15 @@ class ClassRecord(_Contract):
 
 
 class LabelRecord(_Contract):
-    """The labelled result of one message on the `labels` topic (key: the message id)."""
+    """The labelled result of one message on the `labels` topic (key: the message id).
+
+    When each stage saw the text, in ms since the epoch, so a reader can tell which hop cost
+    what: `text_timestamp_ms` (published: the text record's Kafka timestamp), `encoded_at_ms`
+    (the features record's, when the heads read an encoder), `scored_at_ms` (the Kafka
+    timestamp of the last score record that joined: for a complete result, the last voter's)
+    and `decided_at_ms` (the aggregator's decision). Flat fields, not a nested object: flat
+    records decode several times faster (see `ScoreRecord`), and readers decode every result.
+    """
 
     schema_version: Literal[1] = 1
     id: str
@@ -190,6 +203,16 @@ class LabelRecord(_Contract):
         default=None,
         description="the fingerprint of the text this result is for (another text under the"
         " same id is refused as `duplicate_id`)",
+    )
+    scored_at_ms: int | None = Field(
+        default=None,
+        description="when the last score record that joined was produced (its Kafka timestamp;"
+        " for a complete result, the last voter's); null from aggregators before it was added",
+    )
+    encoded_at_ms: int | None = Field(
+        default=None,
+        description="when the encoder produced the text's features (the latest, with several"
+        " encoders); null when no head read an encoder's features",
     )
 
 
@@ -269,6 +292,8 @@ class JoinState(_Contract):
     source: str | None = None
     missing: list[str] | None = None
     conflicts: list[str] = Field(default_factory=list)
+    scored_at_ms: int | None = None  # a pending join's stage times, as in `LabelRecord`
+    encoded_at_ms: int | None = None
 
 
 class DecidedBlock(_Contract):

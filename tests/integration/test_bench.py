@@ -25,6 +25,9 @@ REPORT_KEYS = {"throughput", "p50_ms", "p95_ms", "p99_ms", "inprocess_throughput
 }
 
 
+HOPS_WITHOUT_ENCODER = ("published_to_scored", "scored_to_decided", "decided_to_read")
+
+
 @pytest.mark.parametrize(("mode", "rate"), [("colocated", None), ("per-process", 100)])
 def test_bench_reports_every_text_once_with_offline_labels(env, demo_models, mode, rate):
     args = ["--data", str(DEMO_TRAIN), "--classes", "3", "--messages", "60", "--repeat", "2"]
@@ -40,10 +43,14 @@ def test_bench_reports_every_text_once_with_offline_labels(env, demo_models, mod
         assert run["agreement"] == 1.0 and run["complete"] == 1.0
         assert 0 < run["p50_ms"] <= run["p95_ms"] <= run["p99_ms"]
         assert run["throughput"] > 0 and run["cpu_s_per_1000"] > 0
+        # where the time goes, hop by hop, from the results' stage timestamps
+        assert list(run["hop_p50_ms"]) == [*HOPS_WITHOUT_ENCODER]
+        assert all(0 <= run["hop_p50_ms"][h] <= run["hop_p99_ms"][h] for h in run["hop_p50_ms"])
     assert report["throughput"] == statistics.median(r["throughput"] for r in report["runs"])
     assert report["accuracy"] == report["default_path_accuracy"]
     assert report["ratio"] == round(report["throughput"] / report["inprocess_throughput"], 3)
     assert report["no_kafka_throughput"] > 0
+    assert list(report["hop_p50_ms"]) == [*HOPS_WITHOUT_ENCODER]
 
 
 def test_bench_via_http_reports_request_latency_beside_the_pipelines(env, demo_models):

@@ -88,8 +88,9 @@ def test_panels_in_dashboard_order_rows_flattened_and_query_less_panels_skipped(
     assert titles == ["first, left", "first, right", "second row", "in row, left", "in row, right"]
     shipped = json.loads(DASHBOARD.read_text())
     real = dr.dashboard_panels(shipped)
-    assert len(real) == len(shipped["panels"]) == 12
+    assert len(real) == len(shipped["panels"]) == 13
     assert real[0]["title"] == "Throughput in (records/s)"
+    assert real[-1]["title"].startswith("Where the time goes")  # the full-width last row
 
 
 def test_samples_are_aligned_on_the_windows_steps():

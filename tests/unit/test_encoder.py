@@ -207,6 +207,7 @@ def test_heads_read_the_features_topic_and_score_as_offline(heads, encoder):
         score = decode_score(out.value)
         assert score.id == f"m{i}" and score.text_timestamp_ms == 1_000 + i
         assert score.source == f"t-texts:0:{i}"  # the text's, not the features record's
+        assert score.encoded_at_ms == 99  # the features record's Kafka timestamp
         assert score.scores == pytest.approx({k: float(v[i]) for k, v in offline.items()})
 
 

@@ -152,7 +152,7 @@ def join_cost_us(classes: int, pending: int, records: int = 20_000) -> float:
     ]
     started = time.process_time()
     for record in batch:
-        table.add(record, now)
+        table.add(record, now, now)
     table.expire(now)
     table.take_changes()
     return (time.process_time() - started) / records * 1e6

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from triage.core.runtime.metrics import HOPS
 from triage.encoder.sentence import SentenceEncoder
 from triage.tools.bench.rates import Limits
 from triage.tools.bench.running import RunResult
@@ -144,7 +145,29 @@ def _medians(runs: list[RunResult], throughput: float) -> dict[str, Any]:
             role: statistics.median(r.cpu_s_per_1000_by_role[role] for r in runs)
             for role in runs[0].cpu_s_per_1000_by_role
         },
+        "hop_p50_ms": _hop_medians(runs, "hop_p50_ms"),
+        "hop_p99_ms": _hop_medians(runs, "hop_p99_ms"),
     }
+
+
+def _hop_medians(runs: list[RunResult], field: str) -> dict[str, float]:
+    """Each hop's median over the runs that saw it, in the order of the hops of a text."""
+    seen = [getattr(r, field) for r in runs]
+    return {
+        hop: statistics.median(each[hop] for each in seen if hop in each)
+        for hop in HOPS
+        if any(hop in each for each in seen)
+    }
+
+
+def _hop_line(report: dict) -> str:
+    """`published → scored 12/40, scored → decided 30/90 ms (p50/p99)`, hop by hop."""
+    p99 = report.get("hop_p99_ms", {})
+    hops = ", ".join(
+        f"{hop.replace('_to_', ' → ')} {ms:.0f}/{p99.get(hop, float('nan')):.0f}"
+        for hop, ms in report.get("hop_p50_ms", {}).items()
+    )
+    return f"  where time goes   {hops} ms (p50/p99)" if hops else "  where time goes   unknown"
 
 
 def _correctness(everything: list[RunResult]) -> dict[str, Any]:
@@ -212,4 +235,5 @@ def format_summary(report: dict) -> str:
             f"{report['closed_loop_request_p99_ms']:.0f} ms (pipeline p99 "
             f"{report['closed_loop_p99_ms']:.0f} ms)",
         )
+    lines.insert(3, _hop_line(report))  # after the latency it splits
     return "\n".join(lines)

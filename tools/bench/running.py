@@ -22,6 +22,7 @@ from typing import Any
 from triage.core.kafka.reader import TopicReader
 from triage.core.kafka.topics import ensure_topics
 from triage.core.registry.store import wait_for_classifiers
+from triage.core.runtime.metrics import result_hops
 from triage.core.settings import CommonSettings
 from triage.producer.publisher import Publisher
 from triage.producer.settings import ProducerSettings
@@ -53,6 +54,10 @@ class RunResult:
     request_p99_ms: float = float("nan")
     request_failures: int = 0
     request_rate: float = float("nan")  # answers a second (closed loop: what N clients got)
+    # where the time goes: each hop's p50 and p99 over the measured results, from their stage
+    # timestamps (decided_to_read: to this process reading the result)
+    hop_p50_ms: dict[str, float] = field(default_factory=dict)
+    hop_p99_ms: dict[str, float] = field(default_factory=dict)
     # CPU seconds per 1,000 texts of each part: classifiers, aggregator, gateway, the broker
     # (when its pids are known) and this process (publishing and reading the results)
     cpu_s_per_1000_by_role: dict[str, float] = field(default_factory=dict)
@@ -132,6 +137,7 @@ class ResultCollector(LabelFollower):
         self.expected = expected
         # id -> every arrival: (wall clock, label, latency ms, complete)
         self.arrivals: dict[str, list[tuple[float, str | None, int, bool]]] = {}
+        self.hops: dict[str, dict[str, int]] = {}  # id -> its first result's hops (ms)
         self.done = threading.Event()
 
     def wait_for(self, ids: list[str], timeout_s: float) -> bool:
@@ -148,6 +154,8 @@ class ResultCollector(LabelFollower):
             if isinstance(result, Rejected):
                 continue
             latency_ms = now * 1000 - result.text_timestamp_ms
+            if result.id not in self.hops:
+                self.hops[result.id] = result_hops(result, int(now * 1000))
             self.arrivals.setdefault(result.id, []).append(
                 (now, result.label, int(latency_ms), result.complete)
             )
@@ -343,6 +351,7 @@ def _summarise(collector, records, expected, first_publish, cpu_used, warm=()) -
     agree = sum(1 for r in records if r.id in arrivals and arrivals[r.id][0][1] == expected[r.id])
     every = [a for each in arrivals.values() for a in each]
     n = len(records)
+    hops = _hop_percentiles([collector.hops[i] for i in arrivals if i in collector.hops])
     return RunResult(
         throughput=round(len(arrivals) / max(last - first_publish, 1e-9), 1),
         p50_ms=_percentile(latencies, 50),
@@ -357,7 +366,19 @@ def _summarise(collector, records, expected, first_publish, cpu_used, warm=()) -
         warmup_p99_ms=_percentile(
             sorted(collector.arrivals[r.id][0][2] for r in warm if r.id in collector.arrivals), 99
         ),
+        hop_p50_ms=hops[50],
+        hop_p99_ms=hops[99],
     )
+
+
+def _hop_percentiles(hops: list[dict[str, int]]) -> dict[int, dict[str, float]]:
+    """p50 and p99 of every hop over the results that have it: {50: {hop: ms}, 99: {...}}."""
+    by_hop: dict[str, list[int]] = {}
+    for each in hops:
+        for hop, ms in each.items():
+            by_hop.setdefault(hop, []).append(ms)
+    ordered = {hop: sorted(values) for hop, values in by_hop.items()}
+    return {q: {hop: _percentile(v, q) for hop, v in ordered.items()} for q in (50, 99)}
 
 
 def _percentile(values: Sequence[float], q: float) -> float:
