@@ -17,7 +17,6 @@ from triage.core.records import ConsumedRecord, batch_of
 from triage.core.runtime.metrics import HOP_SECONDS, HOPS, result_hops
 from triage.core.settings import CommonSettings, ConnectionSettings
 from triage.gateway.follower import Follower
-from triage.gateway.results import ResultIndex
 from triage.schemas.codec import decode_label, decode_score, encode
 from triage.schemas.models import LabelRecord, ScoreRecord
 from triage.tools.bench.reporting import _hop_line, _hop_medians
@@ -112,10 +111,10 @@ def test_a_text_heads_scores_carry_no_encoder_time_and_observe_published_to_scor
 
 def test_the_gateway_observes_decided_to_read_for_results_only():
     settings = CommonSettings(connection=CONNECTION, topic_prefix="t-")
-    follower = Follower(settings, ResultIndex(10), lambda waiters, outcome: None)
+    follower = Follower(settings, lambda outcomes: None)
     before = observed("decided_to_read")
-    follower._take("t-labels", b"m", encode(label(scored_at_ms=1_100)))
-    follower._take("t-labels", b"x", b"not a label")
+    assert follower._take("t-labels", encode(label(scored_at_ms=1_100))) is not None
+    assert follower._take("t-labels", b"not a label") is None
     assert observed("decided_to_read") == before + 1
 
 
