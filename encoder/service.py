@@ -19,16 +19,14 @@ import logging
 import time
 from collections import deque
 
-from triage.core.records import Batch, Output, Record
+from triage.core.model.encoding import Encoded, features_outputs
+from triage.core.records import Batch, Output
 from triage.core.runtime.app import Service, Session
 from triage.core.topology import ENCODER
 from triage.encoder import metrics
 from triage.encoder.sentence import SentenceEncoder
 from triage.encoder.settings import EncoderSettings
-from triage.schemas import embedding
-from triage.schemas.codec import Rejected, decode_text, encode, fingerprint
-from triage.schemas.models import FeatureRecord, Refusal
-from triage.schemas.source import SourceRef
+from triage.schemas.codec import Rejected, decode_text
 
 log = logging.getLogger(__name__)
 
@@ -70,19 +68,13 @@ class EncoderStage(Service):
         ]
         good = [(r, d) for r, d in decoded if not isinstance(d, Rejected)]
         started = time.perf_counter()
-        vectors = self.encoder.encode([d.text for _, d in good])
+        encoded = Encoded.of(self.encoder, [d.text for _, d in good])
         if decoded:
             metrics.BATCH_SECONDS.labels(self.encoder.name).observe(time.perf_counter() - started)
-        rows, scales = embedding.quantize(vectors)
-        outputs = [
-            self._features(record, text.id, text.text, embedding.pack(row), float(scale))
-            for (record, text), row, scale in zip(good, rows, scales, strict=True)
-        ]
-        outputs += [
-            self._refusal(record, rejected)
-            for record, rejected in decoded
-            if isinstance(rejected, Rejected)
-        ]
+        refused = [(r, d) for r, d in decoded if isinstance(d, Rejected)]
+        outputs = features_outputs(
+            self.topics.features, self.encoder.identity, good, encoded, refused
+        )
         self._encoded.append(len(good))
         return outputs
 
@@ -90,34 +82,3 @@ class EncoderStage(Service):
         encoded = self._encoded.popleft()
         if encoded:
             metrics.ENCODED.labels(self.encoder.name).inc(encoded)
-
-    def _features(self, record: Record, message_id: str, text: str, row: str, scale: float):
-        # Our own freshly computed values: constructed without re-validation (hot path).
-        features = FeatureRecord.model_construct(
-            schema_version=1,
-            id=message_id,
-            text_timestamp_ms=record.timestamp,
-            encoder=self.encoder.identity,
-            text=text,
-            embedding=row,
-            scale=scale,
-            refusal=None,
-            fingerprint=fingerprint(text.encode()),
-            source=SourceRef.of(record).format(),
-        )
-        return Output(self.topics.features, message_id.encode(), encode(features))
-
-    def _refusal(self, record: Record, rejected: Rejected) -> Output:
-        # The id every classifier would give it (see consumers/service.py), so a text refused
-        # here ends as the same one dead letter as a text a text-reading head refused.
-        source = SourceRef.of(record).format()
-        message_id = rejected.id or source
-        features = FeatureRecord(
-            id=message_id,
-            text_timestamp_ms=record.timestamp,
-            encoder=self.encoder.identity,
-            refusal=Refusal.of_record(record, rejected.reason, rejected.detail),
-            fingerprint=fingerprint(record.value or b""),
-            source=source,
-        )
-        return Output(self.topics.features, message_id.encode(), encode(features))

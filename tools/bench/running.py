@@ -72,6 +72,7 @@ class RunSpec:
     via: str = "kafka"
     broker_pids: Sequence[int] = ()
     threads: int | None = None  # the encoder's (no other service has threads to set)
+    fused: bool = True  # an encoder's heads in its process, as `triage up` runs them
 
 
 def series(spec: RunSpec, rate: float | None, warmup: int, repeat: int) -> list[RunResult]:
@@ -159,7 +160,9 @@ def run_once(spec: RunSpec, rate: float | None, warmup: int = 0) -> RunResult:
     ensure_topics(settings)
     env = _children_env(settings, spec.threads)
     inputs = supervisor.inputs_of(spec.models_dir, spec.labels)
-    children = supervisor.plan(spec.models_dir, inputs, spec.colocated, None, env, monitor=False)
+    children = supervisor.plan(
+        spec.models_dir, inputs, spec.colocated, None, env, monitor=False, fused=spec.fused
+    )
     gateway = None
     if spec.via == "http":
         gateway = _gateway_child(env)

@@ -43,6 +43,7 @@ def bench(
     broker_pids: Sequence[int] = (),
     encoder_name: str | None = None,
     threads: int | None = None,
+    fused: bool = True,
 ) -> dict[str, Any]:
     data = select_classes(read_dataset(data_path), classes)
     models_dir, held_out, held_out_labels = prepare_models(data, models_dir, encoder_name)
@@ -70,6 +71,7 @@ def bench(
         via,
         broker_pids,
         threads if encoder is not None else None,
+        fused,
     )
     runs = series(spec, rate, warmup, repeat)
     half: list[RunResult] = []
@@ -82,4 +84,7 @@ def bench(
         join_costs(len(labels)),
     )
     asked = Asked(via, mode, len(labels), messages, rate, repeat, warmup)
-    return report(asked, runs, half, limits, encoder, quality)
+    summary = report(asked, runs, half, limits, encoder, quality)
+    if encoder is not None:  # where the heads ran: in the encoder's process, or beside it
+        summary["heads_with_encoder"] = fused
+    return summary
