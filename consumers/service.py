@@ -13,7 +13,10 @@ aggregator turns into exactly one dead-letter record (every classifier reads the
 record; only the first refusal counts). Heads trained on an encoder's features read the
 features topic instead of the texts (`triage encoder`), and only the records of the very encoder
 identity they were trained on: records of another encoder running beside it are skipped,
-counted (`triage_features_skipped_total`) and logged once, never scored.
+counted (`triage_features_skipped_total`) and logged once, never scored. Given their encoder
+(`--with-encoder`), those heads read the texts instead and encode each batch here, through the
+same int8 round trip as the features topic (`core/model/encoding.py`), so their scores are the
+same to the last bit, one hop and one transaction fewer; optionally they publish the features.
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ the records of the identity it was trained on.
 
 A poll's texts are encoded 128 at a time (`encode_batch`), each 128 one transaction, which the
 run loop commits while the next 128 encode (`Service.overlap_chunk`): the encoder's cores are not
-idle while its transaction commits, and neither are the heads waiting for it.
+idle while its transaction commits, and neither are the heads waiting for it. The encode and
+the features records are `core/model/encoding.py`'s, which a classifier hosting its heads'
+encoder (`triage classifier --with-encoder`) shares.
 """
 
 from __future__ import annotations

@@ -139,7 +139,8 @@ def test_heads_in_the_encoders_process_killed_minus_nine_mid_stream(
         procs.start("fused", *argv, "--instance-id", "fused", extra_env=overlap)
 
     restart()
-    wait_for_registry(set(labels), timeout_s=120)
+    # Longer than the others: this process loads the encoder and every head before it announces.
+    wait_for_registry(set(labels), timeout_s=300)
     listed = procs.run("classifiers", "--json")
     reads = {r["label"]: r["reads"] for r in map(json.loads, listed.stdout.splitlines())}
     assert {reads[label] for label in labels} == {load_models(models)[0].manifest.reads}
