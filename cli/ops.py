@@ -42,6 +42,12 @@ def _add_bench(sub: Subparsers) -> None:
     )
     p.add_argument("--threads", type=int, help="the encoder's threads (default: usable CPUs)")
     p.add_argument(
+        "--separate-encoder",
+        action="store_true",
+        help="run `triage encoder` and the heads apart, through the features topic (default, as "
+        "`triage up`: the heads in the encoder's process)",
+    )
+    p.add_argument(
         "--warmup",
         type=int,
         help="texts published (at --rate) and awaited before each measured run; "
@@ -115,6 +121,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             encoder_name=args.encoder,
             threads=args.threads,
             clients=args.clients,
+            fused=not args.separate_encoder,
         ),
     )
     if report is None:

@@ -24,6 +24,8 @@ from triage.monitor.settings import MonitorSettings
 
 if TYPE_CHECKING:
     from triage.cli.main import Subparsers
+    from triage.core.model.artifacts import LoadedModel
+    from triage.encoder.sentence import SentenceEncoder
 
 log = logging.getLogger("triage")
 
@@ -58,6 +60,18 @@ def _add_classifier(sub: Subparsers) -> None:
         "retained text: scores history for `triage shadow-report`",
     )
     p.add_argument("--group", help="consumer group name (default from the hosted classes)")
+    p.add_argument(
+        "--with-encoder",
+        action="store_true",
+        help="heads trained with --encoder: run their encoder in this process, read the texts "
+        "and score the embeddings where they are computed (no features topic between)",
+    )
+    p.add_argument(
+        "--publish-features",
+        action="store_true",
+        help="with --with-encoder: also publish the features records, for heads elsewhere",
+    )
+    p.add_argument("--threads", type=int, help="with --with-encoder: the encoder's threads")
     p.add_argument("--max-batch", type=int, help="records polled and scored at once")
     p.add_argument("--max-text-chars", type=int)
     p.add_argument("--max-record-bytes", type=int)
@@ -158,6 +172,12 @@ def _add_up(sub: Subparsers) -> None:
     p.add_argument("--label", action="append", help="run only these classes")
     p.add_argument("--mode", choices=["per-process", "colocated"], default="per-process")
     p.add_argument(
+        "--separate-encoder",
+        action="store_true",
+        help="run `triage encoder` beside the heads that read it, through the features topic "
+        "(default: an encoder's heads run in its process, `classifier --with-encoder`)",
+    )
+    p.add_argument(
         "--metrics-base-port",
         type=int,
         default=9400,
@@ -215,10 +235,26 @@ def cmd_classifier(args: argparse.Namespace) -> int:
     for model in models:
         check_label(model.label)
     mode = ClassifierMode.SHADOW if args.shadow or args.backfill else ClassifierMode.VOTING
+    encoder = _hosted_encoder(models, settings.threads) if args.with_encoder else None
+    if args.publish_features and encoder is None:
+        raise ConfigError("--publish-features needs --with-encoder")
     stop = stop_on_signals()
-    unit = ClassifierUnit(settings, models, mode, args.group, args.backfill)
+    unit = ClassifierUnit(
+        settings, models, mode, args.group, args.backfill, encoder, args.publish_features
+    )
     Application(unit, settings).run(stop)
     return 0
+
+
+def _hosted_encoder(models: list[LoadedModel], threads: int | None) -> SentenceEncoder:
+    """The encoder the heads were trained on, loaded here (`--with-encoder`)."""
+    from triage.consumers.service import reads_of
+    from triage.encoder.sentence import SentenceEncoder
+
+    identity = reads_of(models)
+    if identity is None:
+        raise ConfigError("--with-encoder: these heads read the text alone; no encoder to host")
+    return SentenceEncoder(identity.partition("@")[0], threads)
 
 
 def cmd_aggregate(args: argparse.Namespace) -> int:
@@ -289,6 +325,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         args.mode == "colocated",
         args.metrics_base_port,
         supervisor.connection_env(settings),
+        fused=not args.separate_encoder,
     )
     for line in supervisor.metrics_urls(children, settings.metrics_host):
         print(line, flush=True)

@@ -19,3 +19,8 @@ FEATURES_SKIPPED = Counter(
     "Features records of an encoder the hosted heads were not trained on (not scored)",
     ["encoder"],
 )
+ENCODING_SECONDS = Histogram(
+    "triage_classifier_encoding_seconds",
+    "Time to encode one polled partition batch, heads' encoder in this process (--with-encoder)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)

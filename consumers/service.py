@@ -13,7 +13,10 @@ aggregator turns into exactly one dead-letter record (every classifier reads the
 record; only the first refusal counts). Heads trained on an encoder's features read the
 features topic instead of the texts (`triage encoder`), and only the records of the very encoder
 identity they were trained on: records of another encoder running beside it are skipped,
-counted (`triage_features_skipped_total`) and logged once, never scored.
+counted (`triage_features_skipped_total`) and logged once, never scored. Given their encoder
+(`--with-encoder`), those heads read the texts instead and encode each batch here, through the
+same int8 round trip as the features topic (`core/model/encoding.py`), so their scores are the
+same to the last bit, one hop and one transaction fewer; optionally they publish the features.
 """
 
 from __future__ import annotations
@@ -22,10 +25,13 @@ import hashlib
 import logging
 from collections.abc import Sequence
 
+import numpy as np
+
 from triage.consumers import metrics
 from triage.consumers.settings import ClassifierSettings
 from triage.core.errors import ConfigError
 from triage.core.model.artifacts import LoadedModel
+from triage.core.model.encoding import Encoded, TextEncoder, features_outputs
 from triage.core.model.scoring import Scorer
 from triage.core.records import Batch, Output, Partition, Record
 from triage.core.registry.announce import Announcer, Hosted
@@ -35,7 +41,7 @@ from triage.core.runtime.metrics import observe_hop
 from triage.core.topology import CLASSIFIER
 from triage.schemas import embedding
 from triage.schemas.codec import Reason, Rejected, decode_features, decode_text, encode, fingerprint
-from triage.schemas.models import ClassifierMode, FeatureRecord, Refusal, ScoreRecord
+from triage.schemas.models import ClassifierMode, FeatureRecord, Refusal, ScoreRecord, TextRecord
 from triage.schemas.source import SourceRef
 
 log = logging.getLogger(__name__)
@@ -70,6 +76,8 @@ class ClassifierUnit(Service):
         mode: ClassifierMode = ClassifierMode.VOTING,
         group: str | None = None,
         backfill: bool = False,
+        encoder: TextEncoder | None = None,
+        publish_features: bool = False,
     ) -> None:
         self.settings = settings
         self.topics = self.settings.topics  # resolved once: names go with every record
@@ -79,9 +87,16 @@ class ClassifierUnit(Service):
         self.group_id = settings.group(group or default_group(models, self.mode, backfill))
         self.name = f"classifier {self.group_id}"
         self.encoder = reads_of(models)
-        self.inputs = (settings.topics.features if self.encoder else settings.topics.texts,)
+        self.text_encoder = _hosted_encoder(encoder, self.encoder)
+        self.publish_features = publish_features and self.text_encoder is not None
+        reads_features = self.encoder is not None and self.text_encoder is None
+        self.inputs = (settings.topics.features if reads_features else settings.topics.texts,)
         self._skipped: set[str] = set()
         self.outputs = (settings.topics.scores, settings.topics.registry)
+        if self.publish_features:
+            self.outputs += (settings.topics.features,)
+        if self.text_encoder is not None:  # encoding costs far more than a commit: overlap them
+            self.overlap_chunk = settings.encode_batch
         self.max_batch = settings.max_batch
         self.poll_timeout_ms = settings.poll_timeout_ms
         self.versions = {m.label: m.version for m in models}
@@ -103,18 +118,23 @@ class ClassifierUnit(Service):
         log.info("classifier %s serves %s", self.group_id, ", ".join(self.labels))
 
     def process(self, batch: Batch, now_ms: int) -> list[Output]:
-        step = self.score if self.encoder is None else self.score_features
+        reads_text = self.encoder is None or self.text_encoder is not None
+        step = self.score if reads_text else self.score_features
         outputs = [out for tp, records in batch.items() for out in step(tp, records)]
         return outputs + self.registry.heartbeat()
 
     # -- scoring -----------------------------------------------------------------------------
     def score(self, tp: Partition, records: Sequence[Record]) -> list[Output]:
-        """Score records of one partition: one score record a text, one refusal a bad one."""
+        """Score records of one partition: one score record a text, one refusal a bad one. With
+        the heads' encoder in this process, the texts are encoded here first (and their features
+        records published too when asked)."""
         limits = self.settings.limits
         decoded = [(r, decode_text(r.key, r.value, limits)) for r in records]
         good = [(r, d) for r, d in decoded if not isinstance(d, Rejected)]
+        texts = [d.text for _, d in good]
+        vectors, features = self._encode(good, decoded)
         with metrics.SCORING_SECONDS.time():
-            probabilities = self.scorer.score([d.text for _, d in good])
+            probabilities = self.scorer.score(texts, vectors)
         observe_hop("published_to_scored", wall_ms(), (r.timestamp for r, _ in good))
         columns = {label: p.tolist() for label, p in probabilities.items()}
         outputs = [
@@ -130,7 +150,24 @@ class ClassifierUnit(Service):
         for record, rejected in decoded:
             if isinstance(rejected, Rejected):
                 outputs.append(self._refusal_output(tp, record, rejected))
-        return outputs
+        return outputs + features
+
+    def _encode(
+        self,
+        good: list[tuple[Record, TextRecord]],
+        decoded: list[tuple[Record, TextRecord | Rejected]],
+    ) -> tuple[np.ndarray | None, list[Output]]:
+        """The embeddings of `good` (None without a hosted encoder) and the features records
+        to publish beside the scores (none unless `publish_features`)."""
+        if self.text_encoder is None:
+            return None, []
+        with metrics.ENCODING_SECONDS.time():
+            encoded = Encoded.of(self.text_encoder, [d.text for _, d in good])
+        if not self.publish_features:
+            return encoded.vectors(), []
+        refused = [(r, d) for r, d in decoded if isinstance(d, Rejected)]
+        topic, identity = self.topics.features, self.text_encoder.identity
+        return encoded.vectors(), features_outputs(topic, identity, good, encoded, refused)
 
     def score_features(self, tp: Partition, records: Sequence[Record]) -> list[Output]:
         """Score features records of one partition: each decoded once for every hosted head."""
@@ -258,6 +295,19 @@ def reads_of(models: list[LoadedModel]) -> str | None:
             "start one `triage classifier` per input"
         )
     return inputs.pop()
+
+
+def _hosted_encoder(encoder: TextEncoder | None, reads: str | None) -> TextEncoder | None:
+    """The encoder this process hosts for its heads: only the very one they were trained on."""
+    if encoder is None:
+        return None
+    if reads != encoder.identity:
+        wanted = f"features of {reads}" if reads else "the text alone"
+        raise ConfigError(
+            f"--with-encoder: the heads here read {wanted}, not encoder {encoder.identity}; "
+            "host only heads trained on the encoder this process runs"
+        )
+    return encoder
 
 
 def _key(record: Record) -> str | None:

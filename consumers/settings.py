@@ -16,6 +16,14 @@ class ClassifierSettings(RegistrySettings):
 
     max_batch: int = Field(default=500, ge=1, description="records polled and scored at once")
     poll_timeout_ms: int = Field(default=100, ge=1)
+    # With the heads' encoder in this process (`--with-encoder`): texts encoded and committed in
+    # one transaction at a time, as `triage encoder` does (see its settings for the measurement).
+    threads: int | None = Field(
+        default=None, ge=1, description="with --with-encoder: ONNX Runtime threads"
+    )
+    encode_batch: int = Field(
+        default=128, ge=1, description="with --with-encoder: texts encoded at once, one commit"
+    )
     max_record_bytes: int = Field(default=DEFAULT_MAX_RECORD_BYTES, ge=1)
     max_text_chars: int = Field(default=DEFAULT_MAX_TEXT_CHARS, ge=1)
     start_from: Literal["since", "earliest", "latest"] = "earliest"

@@ -10,7 +10,9 @@ the records of the identity it was trained on.
 
 A poll's texts are encoded 128 at a time (`encode_batch`), each 128 one transaction, which the
 run loop commits while the next 128 encode (`Service.overlap_chunk`): the encoder's cores are not
-idle while its transaction commits, and neither are the heads waiting for it.
+idle while its transaction commits, and neither are the heads waiting for it. The encode and
+the features records are `core/model/encoding.py`'s, which a classifier hosting its heads'
+encoder (`triage classifier --with-encoder`) shares.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import logging
 import time
 from collections import deque
 
-from triage.core.records import Batch, Output, Record
+from triage.core.model.encoding import Encoded, features_outputs
+from triage.core.records import Batch, Output
 from triage.core.runtime.app import Service, Session
 from triage.core.runtime.clock import now_ms as wall_ms
 from triage.core.runtime.metrics import observe_hop
@@ -27,10 +30,7 @@ from triage.core.topology import ENCODER
 from triage.encoder import metrics
 from triage.encoder.sentence import SentenceEncoder
 from triage.encoder.settings import EncoderSettings
-from triage.schemas import embedding
-from triage.schemas.codec import Rejected, decode_text, encode, fingerprint
-from triage.schemas.models import FeatureRecord, Refusal
-from triage.schemas.source import SourceRef
+from triage.schemas.codec import Rejected, decode_text
 
 log = logging.getLogger(__name__)
 
@@ -72,20 +72,14 @@ class EncoderStage(Service):
         ]
         good = [(r, d) for r, d in decoded if not isinstance(d, Rejected)]
         started = time.perf_counter()
-        vectors = self.encoder.encode([d.text for _, d in good])
+        encoded = Encoded.of(self.encoder, [d.text for _, d in good])
         observe_hop("published_to_encoded", wall_ms(), (r.timestamp for r, _ in good))
         if decoded:
             metrics.BATCH_SECONDS.labels(self.encoder.name).observe(time.perf_counter() - started)
-        rows, scales = embedding.quantize(vectors)
-        outputs = [
-            self._features(record, text.id, text.text, embedding.pack(row), float(scale))
-            for (record, text), row, scale in zip(good, rows, scales, strict=True)
-        ]
-        outputs += [
-            self._refusal(record, rejected)
-            for record, rejected in decoded
-            if isinstance(rejected, Rejected)
-        ]
+        refused = [(r, d) for r, d in decoded if isinstance(d, Rejected)]
+        outputs = features_outputs(
+            self.topics.features, self.encoder.identity, good, encoded, refused
+        )
         self._encoded.append(len(good))
         return outputs
 
@@ -93,34 +87,3 @@ class EncoderStage(Service):
         encoded = self._encoded.popleft()
         if encoded:
             metrics.ENCODED.labels(self.encoder.name).inc(encoded)
-
-    def _features(self, record: Record, message_id: str, text: str, row: str, scale: float):
-        # Our own freshly computed values: constructed without re-validation (hot path).
-        features = FeatureRecord.model_construct(
-            schema_version=1,
-            id=message_id,
-            text_timestamp_ms=record.timestamp,
-            encoder=self.encoder.identity,
-            text=text,
-            embedding=row,
-            scale=scale,
-            refusal=None,
-            fingerprint=fingerprint(text.encode()),
-            source=SourceRef.of(record).format(),
-        )
-        return Output(self.topics.features, message_id.encode(), encode(features))
-
-    def _refusal(self, record: Record, rejected: Rejected) -> Output:
-        # The id every classifier would give it (see consumers/service.py), so a text refused
-        # here ends as the same one dead letter as a text a text-reading head refused.
-        source = SourceRef.of(record).format()
-        message_id = rejected.id or source
-        features = FeatureRecord(
-            id=message_id,
-            text_timestamp_ms=record.timestamp,
-            encoder=self.encoder.identity,
-            refusal=Refusal.of_record(record, rejected.reason, rejected.detail),
-            fingerprint=fingerprint(record.value or b""),
-            source=source,
-        )
-        return Output(self.topics.features, message_id.encode(), encode(features))

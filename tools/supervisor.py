@@ -50,26 +50,39 @@ def plan(
     metrics_base: int | None,
     env: dict[str, str] | None = None,
     monitor: bool = True,
+    fused: bool = False,
 ) -> list[Child]:
     """The processes `up` runs for the classes of `reads` (label → what its model reads): one
     per classifier (or one per input, co-located), one `triage encoder` per encoder some head
     reads, the aggregator and the monitor (offline figures from the same models), each with
-    `env` on top of this process's environment. Metrics ports: the aggregator on the base,
-    classifiers next, then the encoders, the monitor last."""
+    `env` on top of this process's environment. `fused`: the heads of an encoder run in one
+    process with it (`triage classifier --with-encoder`) instead of beside a `triage encoder`.
+    Metrics ports: the aggregator on the base, classifiers next, then the encoders, the monitor
+    last."""
     env = env or {}
     by_input: dict[str, list[str]] = {}
     for label, source in sorted(reads.items()):
         by_input.setdefault(source, []).append(label)
-    groups = list(by_input.values()) if colocated else [[label] for label in sorted(reads)]
+    if colocated:
+        groups = list(by_input.values())
+    else:  # one process a head, but an encoder's heads all in its one process when fused
+        groups = [labels for source, labels in by_input.items() if _fusing(fused, source)]
+        groups += [[label] for label in sorted(reads) if not _fusing(fused, reads[label])]
     children = []
     for i, group in enumerate(groups):
         argv = triage_argv("classifier", "--models", str(models))
         for label in group:
             argv += ["--label", label]
-        name = "classifier " + (f"(colocated, {reads[group[0]]})" if colocated else group[0])
+        source = reads[group[0]]
+        if _fusing(fused, source):
+            argv.append("--with-encoder")
+            name = f"classifier (with its encoder, {source})"
+        else:
+            name = f"classifier (colocated, {source})" if colocated else f"classifier {group[0]}"
         children.append(Child(name, argv, env | _metrics_env(metrics_base, i + 1)))
+    separate = [source for source in by_input if not _fusing(fused, source)]
     encoders = sorted(
-        {s.removeprefix(READS_FEATURES).partition("@")[0] for s in by_input} - {READS_TEXT}
+        {s.removeprefix(READS_FEATURES).partition("@")[0] for s in separate} - {READS_TEXT}
     )
     for j, encoder in enumerate(encoders):
         argv = triage_argv("encoder", "--encoder", encoder)
@@ -82,6 +95,11 @@ def plan(
         last = len(groups) + len(encoders) + 1
         children.append(Child("monitor", argv, env | _metrics_env(metrics_base, last)))
     return children
+
+
+def _fusing(fused: bool, source: str) -> bool:
+    """Whether heads reading `source` run in their encoder's process."""
+    return fused and source != READS_TEXT
 
 
 def inputs_of(models: Path, labels: list[str]) -> dict[str, str]:

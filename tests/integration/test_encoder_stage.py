@@ -107,34 +107,81 @@ def test_encoder_killed_minus_nine_mid_stream(procs: Processes, encoder_models):
     # Chunks of 16: the backlog a restart finds (polls of up to 256) commits as several
     # transactions, each while the next chunk encodes, so kills land between and inside them.
     overlap = {"TRIAGE_ENCODE_BATCH": "16"}
-    procs.start("encoder", "encoder", "--instance-id", "enc", "--threads", "1", extra_env=overlap)
+
+    def restart() -> None:
+        procs.start(
+            "encoder", "encoder", "--instance-id", "enc", "--threads", "1", extra_env=overlap
+        )
+
+    restart()
     wait_for_registry(set(labels), timeout_s=120)
 
+    records, run = stream_with_a_bad_record(1500)
+    kills = kill_while_streaming(procs, records, "encoder", restart)
+    results = exactly_once_as_offline(records, run, models, labels)
+    print(f"\nencoder kill -9 x{kills}: {len(records)} texts, {len(results)} results")
+
+
+@pytest.mark.fault
+@pytest.mark.timeout(600)
+def test_heads_in_the_encoders_process_killed_minus_nine_mid_stream(
+    procs: Processes, encoder_models
+):
+    """`triage classifier --with-encoder` (what `triage up` runs): texts in, scores out in one
+    transaction, no features topic between; killed -9 mid-stream, still one result a text."""
+    models = Path(BIG_MODELS) if BIG_MODELS else encoder_models
+    labels = available_labels(models)
+    procs.start("aggregator", "aggregate", "--join-timeout-s", "180")
+    argv = ["classifier", "--models", str(models), "--with-encoder", "--threads", "1"]
+    overlap = {"TRIAGE_ENCODE_BATCH": "16"}  # several transactions a poll, as above
+
+    def restart() -> None:
+        procs.start("fused", *argv, "--instance-id", "fused", extra_env=overlap)
+
+    restart()
+    # Longer than the others: this process loads the encoder and every head before it announces.
+    wait_for_registry(set(labels), timeout_s=300)
+    listed = procs.run("classifiers", "--json")
+    reads = {r["label"]: r["reads"] for r in map(json.loads, listed.stdout.splitlines())}
+    assert {reads[label] for label in labels} == {load_models(models)[0].manifest.reads}
+    records, run = stream_with_a_bad_record(600)
+    kills = kill_while_streaming(procs, records, "fused", restart)
+    results = exactly_once_as_offline(records, run, models, labels)
+    print(f"\nfused kill -9 x{kills}: {len(records)} texts, {len(results)} results")
+
+
+def stream_with_a_bad_record(n: int) -> tuple[list[TextRecord], str]:
     run = uuid.uuid4().hex[:6]
     with Publisher() as publisher:
         publisher.send_raw(f"bad-{run}".encode(), b'{"id": "x", "text": ')  # malformed JSON
-    records = texts_to_stream(1500)
-    streamer = Streamer(records, rate=75)
+    return texts_to_stream(n), run
+
+
+def kill_while_streaming(procs: Processes, records, name: str, restart) -> int:
+    """Stream `records` over 20 s, killing `name` with -9 every 2 to 5 s (at least 3 times)."""
+    streamer = Streamer(records, rate=len(records) / 20)
     streamer.start()
     rng = random.Random(11)
     kills = 0
     while streamer.is_alive() or kills < 3:
         time.sleep(rng.uniform(2.0, 5.0))
-        procs.stop("encoder", signal.SIGKILL)
+        procs.stop(name, signal.SIGKILL)
         kills += 1
-        procs.start(
-            "encoder", "encoder", "--instance-id", "enc", "--threads", "1", extra_env=overlap
-        )
+        restart()
     streamer.join()
     assert streamer.error is None, streamer.error
+    return kills
 
+
+def exactly_once_as_offline(records, run: str, models: Path, labels: list[str]) -> dict:
+    """One complete result a text, equal to the offline decision; the bad record one dead
+    letter."""
     results = exactly_one_result_each({r.id for r in records})
     expected = offline_labels(records, (models, labels))
     wrong = [(i, r.label, expected[i]) for i, r in results.items() if r.label != expected[i]]
     assert wrong == [], f"{len(wrong)} labels differ from offline: {wrong[:5]}"
     assert all(r.complete for r in results.values())
-
-    letters = wait_until(
+    wait_until(
         lambda: [d for d in read_dead_letters(CommonSettings()) if d.id == f"bad-{run}"],
         60,
         "the malformed record's dead letter",
@@ -143,7 +190,7 @@ def test_encoder_killed_minus_nine_mid_stream(procs: Processes, encoder_models):
     letters = [d for d in read_dead_letters(CommonSettings()) if d.id == f"bad-{run}"]
     assert [d.reason for d in letters] == ["malformed_json"]
     assert not [d for d in read_dead_letters(CommonSettings()) if d.id in results]
-    print(f"\nencoder kill -9 x{kills}: {len(records)} texts, {len(results)} results")
+    return results
 
 
 @pytest.mark.timeout(600)

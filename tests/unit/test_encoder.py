@@ -289,3 +289,90 @@ def test_up_starts_an_encoder_for_the_heads_that_read_one():
     assert len(set(ports)) == 5
     without = supervisor.plan(Path("m"), reads, colocated=True, metrics_base=None, monitor=False)
     assert [c.name for c in without][-1] == "aggregator"
+
+
+# -- heads in the encoder's process (`triage classifier --with-encoder`) ---------------------
+def fused_unit(heads, encoder, publish_features: bool = False) -> ClassifierUnit:
+    settings = ClassifierSettings(
+        connection=CONNECTION, topic_prefix="t-", instance_id="h1", heartbeat_s=3600
+    )
+    return ClassifierUnit(settings, heads, encoder=encoder, publish_features=publish_features)
+
+
+def with_a_bad_one(texts: list[str]) -> list[ConsumedRecord]:
+    records = [text_record(i, f"m{i}", t) for i, t in enumerate(texts)]
+    return [*records, ConsumedRecord("t-texts", 0, 9, 5, None, b"plain text, no key")]
+
+
+def test_fused_heads_score_exactly_what_they_would_read_from_the_features_topic(heads, encoder):
+    texts = with_a_bad_one(TEXTS)
+    unit = fused_unit(heads, encoder)
+    assert unit.inputs == ("t-texts",) and unit.outputs == ("t-scores", "t-triage-registry")
+    assert unit.overlap_chunk == 128  # encoding costs far more than a commit, as in the stage
+    outputs = unit.process(batch_of(texts), 0)
+    fused = [decode_score(o.value) for o in outputs if o.topic == "t-scores"]
+    assert {o.topic for o in outputs} <= {"t-scores", "t-triage-registry"}  # no features
+    # The same texts the other way: the stage's features records, read by the same heads.
+    features = stage(encoder).process(batch_of(texts), 0)
+    passed = [ConsumedRecord("t-features", 0, i, 7, o.key, o.value) for i, o in enumerate(features)]
+    apart = [
+        decode_score(o.value)
+        for o in head_unit(heads).process(batch_of(passed), 0)
+        if o.topic == "t-scores"
+    ]
+    assert [s.id for s in fused] == ["m0", "m1", "m2", "m3", "t-texts:0:9"]
+    # Every field: scores, versions, fingerprint, source, refusal (the order within a poll aside).
+    assert fused == sorted(apart, key=lambda s: [s.id for s in fused].index(s.id))
+    offline = Scorer(heads).score(TEXTS, embedding.round_trip(encoder.encode(TEXTS)))
+    for i, score in enumerate(fused[:4]):
+        assert score.scores == {k: float(v[i]) for k, v in offline.items()}
+    assert fused[4].refusal.reason == Reason.MISSING_ID
+
+
+def test_fused_heads_publish_the_stages_features_records_only_when_asked(heads, encoder):
+    texts = with_a_bad_one(TEXTS)
+    unit = fused_unit(heads, encoder, publish_features=True)
+    assert unit.outputs == ("t-scores", "t-triage-registry", "t-features")
+    outputs = unit.process(batch_of(texts), 0)
+    features = [o for o in outputs if o.topic == "t-features"]
+    assert features == stage(encoder).process(batch_of(texts), 0)
+    assert len([o for o in outputs if o.topic == "t-scores"]) == len(texts)
+
+
+def test_a_fused_unit_hosts_only_heads_of_the_encoder_it_runs(heads, encoder, tmp_path):
+    class Other:  # an encoder of another identity: never loaded, refused before any text
+        name, identity = "minilm-l3", "minilm-l3@" + "0" * 16
+
+        def encode(self, texts: list[str]) -> np.ndarray:
+            raise AssertionError("never called")
+
+    with pytest.raises(ConfigError, match="not encoder minilm-l3"):
+        fused_unit(heads, Other())
+    text_heads = tmp_path / "text"
+    train(synthetic(tmp_path), text_heads, n_jobs=1, progress=False)
+    with pytest.raises(ConfigError, match="read the text alone"):
+        fused_unit(load_models(text_heads), encoder)
+
+
+def test_up_runs_an_encoders_heads_in_its_process_by_default():
+    reads = {"a": "text", "b": "features:minilm-l6-int8@" + "1" * 16, "c": "text"}
+    reads["d"] = reads["b"]
+    fused = supervisor.plan(Path("m"), reads, colocated=False, metrics_base=9400, fused=True)
+    assert [c.name for c in fused] == [
+        "classifier (with its encoder, features:minilm-l6-int8@1111111111111111)",
+        "classifier a",
+        "classifier c",
+        "aggregator",
+        "monitor",
+    ]
+    assert fused[0].argv[-5:] == ["--label", "b", "--label", "d", "--with-encoder"]
+    assert len({c.env["TRIAGE_METRICS_PORT"] for c in fused}) == 5
+    apart = supervisor.plan(Path("m"), reads, colocated=False, metrics_base=None, fused=False)
+    assert [c.name for c in apart][:5] == [
+        "classifier a",
+        "classifier b",
+        "classifier c",
+        "classifier d",
+        "encoder minilm-l6-int8",
+    ]
+    assert not any("--with-encoder" in c.argv for c in apart)

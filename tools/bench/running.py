@@ -82,6 +82,7 @@ class RunSpec:
     # a free client (rate × latency; 32 could not hold 50/s at main's 1.2 s p99); at full speed
     # (a closed loop) the N clients whose answers a second are measured.
     clients: int = 64
+    fused: bool = True  # an encoder's heads in its process, as `triage up` runs them
 
 
 def series(spec: RunSpec, rate: float | None, warmup: int, repeat: int) -> list[RunResult]:
@@ -172,7 +173,9 @@ def run_once(spec: RunSpec, rate: float | None, warmup: int = 0) -> RunResult:
     ensure_topics(settings)
     env = _children_env(settings, spec.threads)
     inputs = supervisor.inputs_of(spec.models_dir, spec.labels)
-    children = supervisor.plan(spec.models_dir, inputs, spec.colocated, None, env, monitor=False)
+    children = supervisor.plan(
+        spec.models_dir, inputs, spec.colocated, None, env, monitor=False, fused=spec.fused
+    )
     gateway = None
     if spec.via == "http":
         gateway = _gateway_child(env)

@@ -46,6 +46,7 @@ def bench(
     encoder_name: str | None = None,
     threads: int | None = None,
     clients: int | None = None,
+    fused: bool = True,
 ) -> dict[str, Any]:
     data = select_classes(read_dataset(data_path), classes)
     models_dir, held_out, held_out_labels = prepare_models(data, models_dir, encoder_name)
@@ -73,6 +74,7 @@ def bench(
         via,
         broker_pids,
         threads if encoder is not None else None,
+        fused,
     )
     runs = series(spec, rate, warmup, repeat)
     half: list[RunResult] = []
@@ -88,4 +90,7 @@ def bench(
         join_costs(len(labels)),
     )
     asked = Asked(via, mode, len(labels), messages, rate, repeat, warmup, clients)
-    return report(asked, runs, half, limits, encoder, quality, closed)
+    summary = report(asked, runs, half, limits, encoder, quality, closed)
+    if encoder is not None:  # where the heads ran: in the encoder's process, or beside it
+        summary["heads_with_encoder"] = fused
+    return summary
