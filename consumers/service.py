@@ -133,6 +133,9 @@ class ClassifierUnit(Service):
         good = [(r, d) for r, d in decoded if not isinstance(d, Rejected)]
         texts = [d.text for _, d in good]
         vectors, features = self._encode(good, decoded)
+        # encoded here (the encoder in this process): the stage's time is now, as a features
+        # record's timestamp is the stage's elsewhere
+        encoded_ms = None if vectors is None else wall_ms()
         with metrics.SCORING_SECONDS.time():
             probabilities = self.scorer.score(texts, vectors)
         observe_hop("published_to_scored", wall_ms(), (r.timestamp for r, _ in good))
@@ -144,6 +147,7 @@ class ClassifierUnit(Service):
                 fingerprint(text.text.encode()),
                 SourceRef(tp.topic, tp.partition, record.offset).format(),
                 {k: col[i] for k, col in columns.items()},
+                encoded_ms,
             )
             for i, (record, text) in enumerate(good)
         ]

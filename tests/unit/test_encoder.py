@@ -322,7 +322,14 @@ def test_fused_heads_score_exactly_what_they_would_read_from_the_features_topic(
     ]
     assert [s.id for s in fused] == ["m0", "m1", "m2", "m3", "t-texts:0:9"]
     # Every field: scores, versions, fingerprint, source, refusal (the order within a poll aside).
-    assert fused == sorted(apart, key=lambda s: [s.id for s in fused].index(s.id))
+    # (the time it was encoded aside: the features records' timestamp there, the unit's clock here)
+    assert all(s.encoded_at_ms is not None for s in fused[:4])
+    assert [s.encoded_at_ms for s in apart if s.refusal is None] == [7] * 4
+    unstamped = [s.model_copy(update={"encoded_at_ms": None}) for s in fused]
+    assert unstamped == sorted(
+        (s.model_copy(update={"encoded_at_ms": None}) for s in apart),
+        key=lambda s: [s.id for s in fused].index(s.id),
+    )
     offline = Scorer(heads).score(TEXTS, embedding.round_trip(encoder.encode(TEXTS)))
     for i, score in enumerate(fused[:4]):
         assert score.scores == {k: float(v[i]) for k, v in offline.items()}
