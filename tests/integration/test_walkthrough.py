@@ -132,7 +132,9 @@ def test_the_readme_walkthrough_ships_a_class(env, tmp_path):
 
     # What the README's comments say each step shows.
     assert len((work / "ids.txt").read_text().split()) == 150
-    assert "changed from" in out["promote"].stdout
+    for step in ("shadow-report", "promote"):  # judged every text, then promoted
+        assert "150 texts scored, 150 with a committed result" in out[step].stdout
+    print(*(f"$ triage {k}\n{v.stdout}" for k, v in out.items()), sep="\n")
     listed = run_json(run_env, work)
     mine = {r["version"]: r for r in listed if r["label"] == LABEL}
     assert mine[VERSION]["owner"]["team"] == "payments", mine
