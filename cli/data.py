@@ -25,6 +25,7 @@ from triage.producer.settings import ProducerSettings
 
 if TYPE_CHECKING:
     from triage.cli.main import Subparsers
+    from triage.schemas.models import CorrectionRecord
 
 
 def _add_publish(sub: Subparsers) -> None:
@@ -50,8 +51,14 @@ def _add_correct(sub: Subparsers) -> None:
         description="Publish a correction to the corrections topic, keyed by the message id. "
         "`triage monitor` joins it with the message's result.",
     )
-    p.add_argument("--id", required=True, help="the message id")
-    which = p.add_mutually_exclusive_group(required=True)
+    p.add_argument("--id", help="the message id")
+    p.add_argument(
+        "--file",
+        metavar="FILE",
+        help="many corrections instead of --id: lines `ID<TAB>LABEL` (an empty LABEL: none of "
+        "our classes); - = stdin",
+    )
+    which = p.add_mutually_exclusive_group()
     which.add_argument("--label", help="the class the message belongs to")
     which.add_argument(
         "--none-of-ours", action="store_true", help="the message belongs to none of our classes"
@@ -139,24 +146,52 @@ def cmd_results(args: argparse.Namespace) -> int:
 def cmd_correct(args: argparse.Namespace) -> int:
     from triage.core.kafka.topics import ensure_topics
     from triage.producer.publisher import Publisher
-    from triage.schemas.models import CorrectionRecord
 
-    try:
-        correction = CorrectionRecord(
-            id=args.id,
-            label=None if args.none_of_ours else args.label,
-            source=args.source,
-            corrected_at_ms=now_ms(),
-        )
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ConfigError(f"--{err['loc'][0]}: {err['msg']}") from None
+    if (args.id is None) == (args.file is None):
+        raise ConfigError("give --id (with --label or --none-of-ours) or --file")
+    if args.id is not None and args.label is None and not args.none_of_ours:
+        raise ConfigError("--id needs --label L or --none-of-ours")
+    if args.file is not None:
+        lines = _correction_lines(args.file)
+        corrections = [
+            _correction(*pair, args.source, f"{args.file} line {n}: ") for n, pair in lines
+        ]
+    else:
+        label = None if args.none_of_ours else args.label
+        corrections = [_correction(args.id, label, args.source, "--")]
     settings = settings_from(ProducerSettings, args)
     ensure_topics(settings)
     with Publisher(settings) as publisher:
-        publisher.correct([correction])
-    print(f"{correction.id}\t{correction.label or '(none of our classes)'}")
+        publisher.correct(corrections)
+    for c in corrections:
+        print(f"{c.id}\t{c.label or '(none of our classes)'}")
     return 0
+
+
+def _correction_lines(file: str) -> list[tuple[int, tuple[str, str | None]]]:
+    """`ID<TAB>LABEL` lines of a file (or stdin): (line number, (id, label or None)); blank
+    lines skipped."""
+    try:
+        text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
+    except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read: {exc}") from None
+    pairs = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            message_id, _, label = line.partition("\t")
+            pairs.append((n, (message_id.strip(), label.strip() or None)))
+    return pairs
+
+
+def _correction(message_id: str, label: str | None, source: str, where: str) -> CorrectionRecord:
+    """One correction; `where` prefixes the field of an invalid one (`--`, `FILE line N: `)."""
+    from triage.schemas.models import CorrectionRecord
+
+    try:
+        return CorrectionRecord(id=message_id, label=label, source=source, corrected_at_ms=now_ms())
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(f"{where}{err['loc'][0]}: {err['msg']}") from None
 
 
 def cmd_export_corrections(args: argparse.Namespace) -> int:
