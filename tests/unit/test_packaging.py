@@ -65,3 +65,19 @@ def test_pip_install_adds_one_import_name(tmp_path: Path) -> None:
     assert (package / "local" / "kafka_pom.xml").is_file()
     assert (package / "gateway" / "static" / "index.html").is_file()
     assert list((package / "schemas" / "json").glob("*.schema.json"))
+
+
+def test_every_package_folder_is_listed_for_the_wheel() -> None:
+    """pyproject.toml lists the packages by hand: a new subpackage missing there would be left
+    out of the wheel (and `pip install .` would break where it is imported)."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {"triage"}
+    for link in (ROOT / "triage").iterdir():
+        if link.is_symlink():
+            for init in (ROOT / link.name).rglob("__init__.py"):
+                found.add(".".join(("triage", *init.parent.relative_to(ROOT).parts)))
+    assert listed == found
