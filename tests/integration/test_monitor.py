@@ -59,7 +59,7 @@ def scraped(port: int) -> Counter:
     names = {"true_positives": "tp", "false_positives": "fp", "false_negatives": "fn"}
     found = re.findall(
         r"^triage_quality_(true_positives|false_positives|false_negatives)"
-        r'\{label="([^"]+)",version="([^"]+)",window="version"(?:,owner="[^"]*")?\} (\S+)$',
+        r'\{label="([^"]+)",(?:owner="[^"]*",)?version="([^"]+)",window="version"\} (\S+)$',
         body,
         re.M,
     )
