@@ -54,6 +54,7 @@ _ORDER = (
     "export-corrections",
     "up",
     "lag-exporter",
+    "transactions",
     "publish",
     "bench",
     "bench-state",

@@ -98,6 +98,44 @@ def _add_lag_exporter(sub: Subparsers) -> None:
     p.set_defaults(func=cmd_lag_exporter)
 
 
+def _add_transactions(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "transactions",
+        help="list the transactions open on triage's topics; abort hung ones",
+        description="Every transaction open on a partition of this deployment's topics: its"
+        " producer, transactional id (when a coordinator still knows it) and first offset, which"
+        " holds back every read_committed reader of the partition. With --abort, those whose"
+        " producer last wrote there at least --older-than seconds ago are aborted the way"
+        " `kafka-transactions.sh abort` does. Triage's own transactions last at most 10 s.",
+    )
+    p.add_argument("--abort", action="store_true", help="abort the ones open too long")
+    p.add_argument(
+        "--older-than",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="with --abort: only those whose producer last wrote there S seconds ago or more",
+    )
+    kafka_flags(p)
+    p.set_defaults(func=cmd_transactions)
+
+
+def cmd_transactions(args: argparse.Namespace) -> int:
+    from triage.tools.transactions import abort_older_than, open_transactions
+
+    settings = settings_from(CommonSettings, args)
+    found = open_transactions(settings)
+    if not found:
+        print("no transaction open on triage's topics")
+        return 0
+    for txn in found:
+        print(txn.describe())
+    if args.abort:
+        aborted = abort_older_than(settings, found, args.older_than)
+        print(f"aborted {len(aborted)} of {len(found)} (open at least {args.older_than:.0f}s)")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from triage.tools.bench import bench, format_summary
 
@@ -198,5 +236,6 @@ def _bench_cluster(settings: CommonSettings) -> tuple[CommonSettings, bool]:
 COMMANDS: dict[str, Callable[[Subparsers], None]] = {
     "bench": _add_bench,
     "bench-state": _add_bench_state,
+    "transactions": _add_transactions,
     "lag-exporter": _add_lag_exporter,
 }

@@ -109,7 +109,26 @@ class CommonSettings(_TopicNames):
     stall_timeout_s: float = Field(
         default=60.0,
         gt=0,
-        description="a service whose main loop makes no progress this long restarts itself",
+        description="a service whose main loop makes no progress this long restarts itself, and"
+        " one whose input partition has committed records it has not read for this long starts"
+        " a new session",
+    )
+    # Named early enough to see before a join timeout turns a stall into partial results, late
+    # enough that a broker failover (a new leader elected within a few seconds, measured here)
+    # is not one.
+    stall_after_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="an input partition that stops moving this long is a stall: logged with its"
+        " partition and exported as triage_stalled_seconds",
+    )
+    # Triage's own transactions time out after 10 s at their coordinator, which then aborts
+    # them: a transaction holding a partition six times that long is one nothing will end.
+    hung_transaction_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="an open transaction that holds an input partition this long is aborted, as"
+        " `kafka-transactions.sh abort` would (0: never)",
     )
 
     metrics_host: str = "127.0.0.1"

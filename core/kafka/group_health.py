@@ -16,6 +16,8 @@ from kafka import KafkaConsumer
 from kafka.errors import KafkaTimeoutError
 from kafka.structs import MemberState
 
+from triage.core.records import Partition
+
 log = logging.getLogger(__name__)
 
 
@@ -98,3 +100,12 @@ class _Stretch:
         if self._since is None:
             self._since = now
         return now - self._since > limit_s
+
+
+def positions(consumer: KafkaConsumer) -> dict[Partition, int | None]:
+    """The next offset the consumer returns from each assigned partition (None: no position
+    yet), read from its state without a request."""
+    return {
+        Partition(tp.topic, tp.partition): None if state.position is None else state.position.offset
+        for tp, state in list(consumer._subscription.assignment.items())
+    }

@@ -24,13 +24,22 @@ from threadpoolctl import threadpool_limits
 
 from triage.core import topology
 from triage.core.errors import ConfigError
-from triage.core.kafka import KafkaError, clients, group_health, security, topics, transactions
+from triage.core.kafka import (
+    KafkaError,
+    KafkaTimeoutError,
+    clients,
+    group_health,
+    security,
+    topics,
+    transactions,
+)
 from triage.core.kafka.reader import TopicReader
 from triage.core.kafka.security import SecurityError
 from triage.core.liveness import beat, settle_heap, watch
 from triage.core.records import Batch, Output, Partition, chunks_of, next_offsets
 from triage.core.runtime import metrics
 from triage.core.runtime.clock import now_ms
+from triage.core.runtime.watcher import StallWatcher
 from triage.core.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -132,6 +141,7 @@ class Application:
         if service.overlap_chunk is not None and service.changelog is not None:
             raise ValueError(f"{service.name}: a service with a changelog cannot overlap commits")
         self._committer: ThreadPoolExecutor | None = None
+        self._stalls = StallWatcher(service.name, settings)
 
     def run(self, stop: threading.Event) -> None:
         """Serve until `stop`, in sessions; returns after the batch in flight is committed."""
@@ -142,7 +152,11 @@ class Application:
         self._blas = threadpool_limits(limits=1, user_api="blas")
         metrics.serve(self.settings)
         topics.ensure_topics(self.settings)
-        run_sessions(self.service.name, self._session, stop, self.settings.stall_timeout_s)
+        self._stalls.start()
+        try:
+            run_sessions(self.service.name, self._session, stop, self.settings.stall_timeout_s)
+        finally:
+            self._stalls.stop()
 
     def _session(self, stop: threading.Event) -> None:
         s, svc = self.settings, self.service
@@ -176,6 +190,9 @@ class Application:
                 beat()
                 batch = consumer.poll(timeout_ms=svc.poll_timeout_ms)
                 group_health.finish_stranded_join(consumer)
+                self._stalls.polled(consumer)
+                if self._stalls.restart_reason:
+                    raise KafkaTimeoutError(f"{self._stalls.restart_reason}; a new session")
                 self._restore_assigned()
                 if not batch:
                     positions.check(consumer)
@@ -185,6 +202,7 @@ class Application:
                 self._committer.shutdown()  # a commit in flight ends before the clients close
                 self._committer = None
             clients.close_quietly(consumer, producer)
+            self._stalls.session_ended()
             session.close()
             svc.close()
             for partition in [*self.states, *self._unrestored]:
@@ -228,7 +246,11 @@ class Application:
     def _commit(self, batch: Batch, outputs: list[Output], producer: Any, consumer: Any) -> None:
         offsets = next_offsets(batch)
         if outputs or offsets:
-            transactions.commit_batch(producer, consumer, outputs, offsets)
+            self._stalls.committing(batch)
+            try:
+                transactions.commit_batch(producer, consumer, outputs, offsets)
+            finally:
+                self._stalls.committing(None)
             metrics.count_batch(self.service.name, batch, outputs)
 
     def _changelog(self) -> list[Output]:

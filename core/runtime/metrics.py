@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import logging
 from collections import Counter as Tally
-from collections.abc import Iterable, Mapping, Sized
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
 
 from triage.core.settings import CommonSettings
+
+if TYPE_CHECKING:
+    from triage.core.runtime.stalls import Stall
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,33 @@ HOPS = (
 )
 # Counted by every service that refuses records (the aggregator, the monitor), by reason.
 DEAD_LETTERS = Counter("triage_dead_letters", "Dead-letter records committed", ["reason"])
+
+
+class _Stalls:
+    """`triage_stalled_seconds`: how long each current stall has lasted, read at scrape time
+    from the services' stall watchers (a series exists only while its stall does)."""
+
+    def __init__(self) -> None:
+        self._sources: dict[str, Callable[[], list[Stall]]] = {}
+
+    def watch(self, service: str, current: Callable[[], list[Stall]]) -> None:
+        self._sources[service] = current
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "triage_stalled_seconds",
+            "How long an input partition has not moved: unread (committed records wait),"
+            " held (an open transaction holds it), commit (its batch waits in a commit)",
+            labels=["service", "topic", "partition", "reason"],
+        )
+        for service, current in list(self._sources.items()):
+            for s in current():
+                family.add_metric([service, s.topic, str(s.partition), s.reason], s.seconds)
+        yield family
+
+
+STALLS = _Stalls()
+REGISTRY.register(STALLS)
 _server_port: int | None = None
 
 

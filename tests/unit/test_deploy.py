@@ -87,11 +87,14 @@ def exported_names() -> set[str]:
         ("triage.json", "alerts.yml"),
         ("quality.json", "quality-alerts.yml"),
         ("encoder.json", None),
+        (None, "stall-alerts.yml"),
     ],
 )
 def test_dashboard_and_alerts_query_only_exported_metrics(dashboard, alerts):
-    panels = json.loads((DEPLOY / "grafana/dashboards" / dashboard).read_text())["panels"]
-    queries = [t["expr"] for p in panels for t in p["targets"]]
+    queries = []
+    if dashboard is not None:
+        panels = json.loads((DEPLOY / "grafana/dashboards" / dashboard).read_text())["panels"]
+        queries += [t["expr"] for p in panels for t in p["targets"]]
     if alerts is not None:
         queries.append((DEPLOY / alerts).read_text())
     used = {name for q in queries for name in re.findall(r"\b(?:triage|kafka)_\w+", q)}
@@ -99,10 +102,11 @@ def test_dashboard_and_alerts_query_only_exported_metrics(dashboard, alerts):
     assert used and used <= exported_names(), used - exported_names()
 
 
-def test_the_quality_alert_rules_are_valid():
+@pytest.mark.parametrize("rules", ["quality-alerts.yml", "stall-alerts.yml"])
+def test_the_alert_rules_are_valid(rules):
     tool = shutil.which("promtool")
     assert tool, "promtool is not installed: .ci/run installs Debian's prometheus package"
     check = subprocess.run(
-        [tool, "check", "rules", str(DEPLOY / "quality-alerts.yml")], capture_output=True, text=True
+        [tool, "check", "rules", str(DEPLOY / rules)], capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout + check.stderr
