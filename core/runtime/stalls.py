@@ -88,6 +88,10 @@ class StallWatch:
         self._since = holding
         return self.stalls(now_ms)
 
+    def reset(self) -> None:
+        """Start timing afresh (a new session: its conditions are its own)."""
+        self._since = {}
+
     def stalls(self, now_ms: int) -> list[Stall]:
         found = [
             Stall(tp.topic, tp.partition, reason, offset, (now_ms - since) / 1000)

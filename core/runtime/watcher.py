@@ -67,6 +67,7 @@ class StallWatcher:
 
     def session_ended(self) -> None:
         self._positions, self._committing, self.restart_reason = {}, None, None
+        self.watch.reset()
 
     # -- the thread -------------------------------------------------------------------------
 
@@ -82,9 +83,9 @@ class StallWatcher:
 
     def check(self) -> list[Stall]:
         positions = self._positions
-        if self._admin is None:
+        if positions and self._admin is None:
             self._admin = clients.admin(self.settings)
-        ends = hung.stable_and_end(self._admin, positions)
+        ends = hung.stable_and_end(self._admin, positions) if positions else {}
         offsets = {tp: Offsets(positions[tp], *ends[tp]) for tp in positions if tp in ends}
         since, first = self._committing or (None, {})
         stalls = self.watch.observe(now_ms(), offsets, first, since)
@@ -139,4 +140,12 @@ class StallWatcher:
             self.settings.hung_transaction_s,
             holder.describe(),
         )
-        hung.abort(self._admin, holder)
+        try:
+            hung.abort(self._admin, holder)
+        except KafkaError as exc:  # e.g. no CLUSTER_ACTION for this principal: say what to do
+            log.error(
+                "%s: the abort failed (%r); `triage transactions --abort` with an admin's"
+                " credentials ends it",
+                self.service,
+                exc,
+            )

@@ -70,3 +70,12 @@ def test_stalls_are_timed_at_the_time_asked():
         (2, "unread", 30.0),
     ]
     assert watch.stalls(10_000) == []
+
+
+def test_a_reset_starts_the_timing_afresh():
+    watch = StallWatch(after_s=15)
+    watch.observe(0, {TP: Offsets(1, 5, 5)})
+    assert watch.stalls(20_000)
+    watch.reset()
+    assert watch.observe(21_000, {TP: Offsets(1, 5, 5)}) == []
+    assert [s.seconds for s in watch.observe(36_000, {TP: Offsets(1, 5, 5)})] == [15.0]
