@@ -9,6 +9,7 @@ producer (same transactional id) fences this one and aborts the open transaction
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 
 from kafka import KafkaConsumer, KafkaProducer
@@ -23,11 +24,13 @@ log = logging.getLogger(__name__)
 # Measured in the 3-node leader-kill test (tests/integration/test_faults.py): after a partition
 # leader or coordinator is killed -9, kafka-python 3.0.12's transaction steps in flight (sending
 # offsets, committing) do not complete even once the controller has moved leadership (5 s on
-# the local cluster); with 20 s here every unit's first new score came 21-28 s after the kill,
-# and the new session each then started was ready in 1-3 s. A step that lasts past the
-# transaction's own 10 s timeout is fenced anyway. In steady traffic a step takes milliseconds
-# (seconds on an overloaded machine), so 8 s ends only a step that is stuck.
-TRANSACTION_STEP_TIMEOUT_S = 8.0
+# the local cluster). With 20 s a step, every unit's first new score came 21-28 s after the
+# kill, and the new session each then started was ready in 1-3 s; with 8 s a step, 8-20 s, the
+# worst where the sends, the offsets and the commit each waited their 8 s in turn. So the 8 s
+# bound the whole transaction: past the transaction's own 10 s timeout its coordinator fences
+# it anyway. In steady traffic a transaction takes milliseconds (seconds on an overloaded
+# machine), so this ends only one that is stuck.
+TRANSACTION_TIMEOUT_S = 8.0
 
 
 def commit_batch(
@@ -35,15 +38,16 @@ def commit_batch(
     consumer: KafkaConsumer | None,
     outputs: Iterable[Output],
     offsets: Mapping[Partition, int],
-    timeout_s: float = TRANSACTION_STEP_TIMEOUT_S,
+    timeout_s: float = TRANSACTION_TIMEOUT_S,
 ) -> None:
     """Send `outputs` and commit `offsets` for `consumer`'s group in one transaction.
 
-    Each step is bounded by `timeout_s`: kafka-python waits without limit for the offset and
-    commit requests, and after a broker restart such a request can stay unanswered forever.
-    A timeout raises, the session ends, and the next session's producer (same transactional
-    id) fences this one and aborts the open transaction.
+    The transaction is bounded by `timeout_s`, every step taking what is left: kafka-python
+    waits without limit for the offset and commit requests, and after a broker failure such a
+    request can stay unanswered forever. A timeout raises, the session ends, and the next
+    session's producer (same transactional id) fences this one and aborts the transaction.
     """
+    deadline = time.monotonic() + timeout_s
     producer.begin_transaction()
     try:
         sent = [
@@ -62,17 +66,19 @@ def commit_batch(
                     consumer.group_metadata(),
                 ),
                 "sending offsets to the transaction",
-                timeout_s,
+                _left(deadline),
             )
-        _check_sent(producer, sent, timeout_s)
-        _await(producer, producer._transaction_manager.begin_commit(), "committing", timeout_s)
+        _check_sent(producer, sent, _left(deadline))
+        _await(
+            producer, producer._transaction_manager.begin_commit(), "committing", _left(deadline)
+        )
     except BaseException:
         _abort_quietly(producer)
         raise
 
 
 def release_stale_offsets(
-    producer: KafkaProducer, group_id: str, timeout_s: float = TRANSACTION_STEP_TIMEOUT_S
+    producer: KafkaProducer, group_id: str, timeout_s: float = TRANSACTION_TIMEOUT_S
 ) -> None:
     """Abort one empty transaction that holds `group_id`'s offsets, before consuming.
 
@@ -95,11 +101,18 @@ def release_stale_offsets(
         _await(producer, producer._transaction_manager.begin_abort(), "aborting", timeout_s)
 
 
+def _left(deadline: float) -> float:
+    """Seconds left before `deadline`, at least a moment (a step is always tried)."""
+    return max(0.05, deadline - time.monotonic())
+
+
 def _await(producer: KafkaProducer, result, what: str, timeout_s: float) -> None:
     beat()  # every wait here is bounded: a step that starts one is progress
     producer._sender.wakeup()
     if not result.wait(timeout_ms=timeout_s * 1000):
-        raise KafkaTimeoutError(f"{what} took longer than {timeout_s:.0f}s")
+        raise KafkaTimeoutError(
+            f"{what}: not done in the {timeout_s:.1f}s its transaction had left"
+        )
 
 
 def _check_sent(producer: KafkaProducer, sent: list, timeout_s: float) -> None:
