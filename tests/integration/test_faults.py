@@ -43,11 +43,12 @@ def start_unit(procs: Processes, name: str, models, labels: list[str]) -> None:
     procs.start(name, *args)
 
 
-# Twice the failover target (every unit's first score within 30 s of a leader kill): a text
+# Services killed -9 ten times in a row, a unit sometimes again before it is back: a text may
+# wait for one through several restarts (each ~5 s to load its models on a busy machine).
+FAULT_JOIN_TIMEOUT = "180"
+# Twice the failover target (every unit's first new score within 30 s of a broker kill): a text
 # waiting for a unit still failing over is decided with it, so every result must be complete.
-# A kill -9 of a service costs more (a new process: ~5 s to start, a rebalance, the join state
-# restored), well inside this too.
-FAULT_JOIN_TIMEOUT = "60"
+FAILOVER_JOIN_TIMEOUT = "60"
 FAILOVER_TARGET_S = 30.0
 
 
@@ -219,7 +220,7 @@ def check_recovery(kills: list[dict[str, float | None]]) -> None:
 
 
 def test_broker_restart_mid_stream(own_cluster, own_procs, demo_models):
-    plan = start_pipeline(own_procs, demo_models)
+    plan = start_pipeline(own_procs, demo_models, FAILOVER_JOIN_TIMEOUT)
     arrivals = ScoreArrivals(CommonSettings())
     arrivals.start()
     arrivals.ready.wait(30)
@@ -246,7 +247,7 @@ def test_partition_leaders_killed_on_three_nodes(own_cluster, own_procs, demo_mo
     """kill -9 the leader of texts[0], restart it, then kill -9 the leader of scores[0]: every
     result complete within the join timeout, and every unit scoring again within 30 s of
     each kill."""
-    plan = start_pipeline(own_procs, demo_models)
+    plan = start_pipeline(own_procs, demo_models, FAILOVER_JOIN_TIMEOUT)
     settings = CommonSettings()
     arrivals = ScoreArrivals(settings)
     arrivals.start()
