@@ -72,11 +72,15 @@ class StallWatcher:
     # -- the thread -------------------------------------------------------------------------
 
     def _run(self) -> None:
+        failing = False
         while not self._stop.wait(self.interval_s):
             try:
                 self.check()
+                failing = False
             except Exception as exc:  # a broker away: the next check asks again
-                log.debug("%s: stall check failed: %r", self.service, exc)
+                if not failing:  # once a streak: a failover makes many
+                    log.info("%s: cannot check for stalls (%r); retrying", self.service, exc)
+                failing = True
                 clients.close_quietly(self._admin)
                 self._admin = None
         clients.close_quietly(self._admin)
