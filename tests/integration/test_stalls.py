@@ -113,7 +113,7 @@ def test_a_transaction_held_open_is_named_alerted_and_aborted(
         assert named, log[-3000:]
 
         aborted = wait_until(
-            lambda: re.search(r"aborting the hung transaction of (.*)", procs.log("aggregator")),
+            lambda: re.search(r"aborting the hung transaction on (.*)", procs.log("aggregator")),
             HUNG_AFTER_S + 60,
             "the aggregator to abort the hung transaction",
         )
