@@ -63,7 +63,7 @@ class RunResult:
     cpu_s_per_1000_by_role: dict[str, float] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunSpec:
     """What every run of a series shares: the cluster's settings, the models, the texts and
     their expected labels (by id), and how the pipeline is deployed and fed."""

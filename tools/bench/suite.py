@@ -64,17 +64,17 @@ def bench(
     limits = measure_limits(models, held_out, colocated, encoder)
     settle_heap()  # no full collection pausing the result collector's clock mid-run
     spec = RunSpec(
-        settings,
-        models_dir,
-        labels,
-        texts,
-        expected,
-        colocated,
-        timeout_s,
-        via,
-        broker_pids,
-        threads if encoder is not None else None,
-        fused,
+        base=settings,
+        models_dir=models_dir,
+        labels=labels,
+        texts=texts,
+        expected=expected,
+        colocated=colocated,
+        timeout_s=timeout_s,
+        via=via,
+        broker_pids=broker_pids,
+        threads=threads if encoder is not None else None,
+        fused=fused,
     )
     runs = series(spec, rate, warmup, repeat)
     half: list[RunResult] = []
