@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -202,6 +203,9 @@ def _on_bench_cluster(
 ) -> dict[str, Any] | None:
     """`run`'s report on the configured cluster, or on a local one started for it and stopped
     after; None (the reason printed) when the pipeline did not start or keep up."""
+    # SIGTERM ends a benchmark as Ctrl-C does: its pipeline's processes (and a cluster started
+    # for it) are stopped on the way out, not left running.
+    signal.signal(signal.SIGTERM, _interrupt)
     settings, started_broker = _bench_cluster(settings_from(CommonSettings, args))
     try:
         return run(settings)
@@ -211,6 +215,11 @@ def _on_bench_cluster(
     finally:
         if started_broker:
             local_cluster.stop()
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    log.info("received %s: stopping", signal.Signals(signum).name)
+    raise KeyboardInterrupt
 
 
 def _local_broker_pids(settings: CommonSettings) -> list[int]:
