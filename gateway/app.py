@@ -376,6 +376,9 @@ def serve(settings: GatewaySettings) -> None:
         access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=10,
+        # uvicorn's own default is 5 s: a client pausing longer found its connection closed
+        # (the open loop's clients at 20 requests/s did, and lost a request to it)
+        timeout_keep_alive=settings.keep_alive_s,
     )
 
     async def run() -> None:

@@ -26,5 +26,12 @@ class GatewaySettings(ProducerSettings):
     results_kept: int = Field(
         default=100_000, ge=1, description="recent results kept for retries and GET /v1/results"
     )
+    keep_alive_s: float = Field(
+        default=75.0,
+        gt=0,
+        description="an idle keep-alive connection is closed after this long: longer than a load"
+        " balancer's idle timeout (60 s on the common ones), so none reuses a connection the"
+        " gateway has just closed",
+    )
     # A linger of 0 sends a request's text at once: a gateway's texts arrive one by one.
     linger_ms: int = Field(default=0, ge=0)

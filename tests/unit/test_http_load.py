@@ -59,3 +59,25 @@ def test_a_closed_loop_request_waits_from_its_send(gateway):
     load.run(texts(5), rate=None)
     assert load.failures == []
     assert max(load.latencies_ms) < 2 * ANSWER_S * 1000
+
+
+class _ClosingGateway(_SlowGateway):
+    """Answers, then closes the connection without saying so: as a server does with a
+    keep-alive connection idle past its timeout, just as the client reuses it."""
+
+    def do_POST(self) -> None:  # noqa: N802
+        super().do_POST()
+        self.close_connection = True
+
+
+def test_a_request_on_a_connection_the_server_closed_is_sent_again():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ClosingGateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        load = HttpLoad(f"http://127.0.0.1:{server.server_address[1]}", clients=1)
+        load.run(texts(3), rate=None)
+    finally:
+        server.shutdown()
+    # every request after the first finds its connection closed, and gets its answer anyway
+    assert load.failures == [] and load.failed_ids == set()
+    assert len(load.latencies_ms) == 3

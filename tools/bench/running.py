@@ -133,20 +133,19 @@ class LabelFollower(threading.Thread):
 class ResultCollector(LabelFollower):
     """Records when each result arrives, its label, latency and completeness."""
 
-    def __init__(self, settings: CommonSettings, expected: int) -> None:
+    def __init__(self, settings: CommonSettings) -> None:
         super().__init__(settings)
-        self.expected = expected
         # id -> every arrival: (wall clock, label, latency ms, complete)
         self.arrivals: dict[str, list[tuple[float, str | None, int, bool]]] = {}
         self.hops: dict[str, dict[str, int]] = {}  # id -> its first result's hops (ms)
-        self.done = threading.Event()
 
     def wait_for(self, ids: list[str], timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
-        while not all(i in self.arrivals for i in ids):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
+        for message_id in ids:  # each id looked up until it arrives, then never again
+            while message_id not in self.arrivals:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.01)
         return True
 
     def received(self, records: list[Any], now: float) -> None:
@@ -160,8 +159,6 @@ class ResultCollector(LabelFollower):
             self.arrivals.setdefault(result.id, []).append(
                 (now, result.label, int(latency_ms), result.complete)
             )
-        if len(self.arrivals) >= self.expected:
-            self.done.set()
 
 
 def run_once(spec: RunSpec, rate: float | None, warmup: int = 0) -> RunResult:
@@ -245,7 +242,7 @@ def _measure(
     texts = spec.texts
     warm = [TextRecord(id=f"w{i:07d}", text=texts[i % len(texts)]) for i in range(warmup)]
     records = [TextRecord(id=f"b{i:07d}", text=t) for i, t in enumerate(texts)]
-    collector = ResultCollector(settings, len(warm) + len(records))
+    collector = ResultCollector(settings)
     collector.start()
     collector.ready.wait(30)
     with Publisher(ProducerSettings(**dict(settings))) as publisher:
@@ -257,19 +254,30 @@ def _measure(
         send = _sender(publisher, load, rate)
         if warm:
             send(warm)
-            if not collector.wait_for([r.id for r in warm], spec.timeout_s):
+            if not collector.wait_for(_answered(warm, load), spec.timeout_s):
                 raise TimeoutError(f"warm-up: not every result arrived in {spec.timeout_s:.0f}s")
         if load is not None:
             load.latencies_ms.clear()
+            load.failures.clear()
+            load.failed_ids.clear()
         cpu = _CpuMeter(children, spec.broker_pids)
         first_publish = time.time()
         send(records)
-    collector.done.wait(spec.timeout_s)
+    collector.wait_for(_answered(records, load), spec.timeout_s)
     time.sleep(0.5)  # let duplicates, if any, show up
     collector.stop.set()
     collector.join(10)
     cpu_used, by_role = cpu.used(len(records))
     return _Measured(collector, records, warm, first_publish, cpu_used, by_role, load)
+
+
+def _answered(records: list[TextRecord], load: HttpLoad | None) -> list[str]:
+    """The ids of `records` whose results to wait for: all but those whose request failed (its
+    text may never have been published; the run reports them as failed and missing)."""
+    if load is None or not load.failed_ids:
+        return [r.id for r in records]
+    log.warning("%d requests failed, e.g. %s", len(load.failures), load.failures[0])
+    return [r.id for r in records if r.id not in load.failed_ids]
 
 
 def _sender(
