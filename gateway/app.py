@@ -14,6 +14,7 @@ import asyncio
 import hmac
 import json
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -362,6 +363,7 @@ def serve(settings: GatewaySettings) -> None:
 
     if (settings.tls_certfile is None) != (settings.tls_keyfile is None):
         raise ConfigError("HTTPS needs both --tls-certfile and --tls-keyfile")
+    sys.setswitchinterval(settings.switch_interval_ms / 1000)  # as every service: see there
     gateway = Gateway(settings)
     app = create_app(settings, gateway)
     scheme = "https" if settings.tls_certfile else "http"

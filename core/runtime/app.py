@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -150,6 +151,7 @@ class Application:
         # while another process holds the core it needs. Measured, 64 × 896 × 77 in float64
         # beside one busy process: 1.4 ms of CPU on two BLAS threads, 0.28 ms on one.
         self._blas = threadpool_limits(limits=1, user_api="blas")
+        sys.setswitchinterval(self.settings.switch_interval_ms / 1000)
         metrics.serve(self.settings)
         topics.ensure_topics(self.settings)
         self._stalls.start()
