@@ -54,6 +54,7 @@ class Aggregator(Service):
         self.changelog = settings.topics.aggregator_state
         self.max_batch = settings.max_batch
         self.poll_timeout_ms = settings.poll_timeout_ms
+        self.commit_interval_ms = settings.commit_interval_ms
         self.tables: dict[int, JoinTable] = {}
         self.view = RegistryView()
         self.registry: RegistryReader | None = None

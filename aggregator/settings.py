@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from triage.core.settings import CommonSettings
+from triage.core.settings import POLL_TIMEOUT_MS, CommonSettings
 from triage.core.topology import AGGREGATOR
 
 
@@ -24,5 +24,5 @@ class AggregatorSettings(CommonSettings):
         " stays one result and another text under the id one dead letter",
     )
     max_batch: int = Field(default=2000, ge=1)
-    poll_timeout_ms: int = Field(default=100, ge=1)
+    poll_timeout_ms: int = Field(default=POLL_TIMEOUT_MS, ge=1)
     group_id: str = AGGREGATOR.group_id()

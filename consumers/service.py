@@ -99,6 +99,7 @@ class ClassifierUnit(Service):
             self.overlap_chunk = settings.encode_batch
         self.max_batch = settings.max_batch
         self.poll_timeout_ms = settings.poll_timeout_ms
+        self.commit_interval_ms = settings.commit_interval_ms
         self.versions = {m.label: m.version for m in models}
         self.registry = Announcer(
             settings,

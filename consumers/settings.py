@@ -8,6 +8,7 @@ from pydantic import Field
 
 from triage.core.model.signing import SigningKey
 from triage.core.registry.settings import RegistrySettings
+from triage.core.settings import POLL_TIMEOUT_MS
 from triage.schemas.codec import DEFAULT_MAX_RECORD_BYTES, DEFAULT_MAX_TEXT_CHARS, TextLimits
 
 
@@ -15,7 +16,7 @@ class ClassifierSettings(RegistrySettings):
     """`triage classifier`: texts in, one score record a text out."""
 
     max_batch: int = Field(default=500, ge=1, description="records polled and scored at once")
-    poll_timeout_ms: int = Field(default=100, ge=1)
+    poll_timeout_ms: int = Field(default=POLL_TIMEOUT_MS, ge=1)
     # With the heads' encoder in this process (`--with-encoder`): texts encoded and committed in
     # one transaction at a time, as `triage encoder` does (see its settings for the measurement).
     threads: int | None = Field(

@@ -61,6 +61,12 @@ else:
 _given_names = attrgetter(*topology.settings_fields())
 
 
+# How long a service's idle loop sleeps between its checks (stalls, heartbeats, timers): a poll
+# returns as soon as records arrive, so this is not latency. Each wake-up costs the loop and the
+# client's threads a round of hand-offs.
+POLL_TIMEOUT_MS = 1000
+
+
 class CommonSettings(_TopicNames):
     """The connection, topic names and the runtime's tuning: what every service shares."""
 
@@ -91,13 +97,12 @@ class CommonSettings(_TopicNames):
         description="stable per running instance: a restart with the same id fences its zombie",
     )
 
-    # The broker answers a waiting fetch as soon as committed data arrives, so this bounds only
-    # how often an idle consumer asks. Measured on 2 cores: at 200 texts/s p99 is the same at 25
-    # and 100 ms (70 / 68 ms) and worse at 500 (93 ms); an idle classifier costs 5.7 % of a core
-    # at 25 ms and 1.4 % at 500; one process per class for 20 classes does 275 texts/s at 25 ms
-    # and 317 at 100 (their idle fetching competes with the scoring).
+    # The broker answers a waiting fetch as soon as committed data arrives (the transaction's
+    # markers complete it), so this bounds only how often an idle consumer asks, and every ask
+    # is work for the consumer's threads and the broker's. Measured on 2 cores: see
+    # docs/performance.md ("at rest").
     fetch_max_wait_ms: int = Field(
-        default=100, ge=0, description="longest a fetch waits for data before returning empty"
+        default=1000, ge=0, description="longest a fetch waits for data before returning empty"
     )
 
     # Each service hands work between threads (its loop, the producer's sender, the client's
@@ -111,6 +116,15 @@ class CommonSettings(_TopicNames):
         gt=0,
         description="longest a thread waits for the Python interpreter while another runs"
         " (Python's own default is 5)",
+    )
+
+    # A transaction costs the same whatever it holds: see `Service.commit_interval_ms`.
+    commit_interval_ms: int = Field(
+        default=0,
+        ge=0,
+        le=60_000,
+        description="polled records gathered into one transaction for up to this long before"
+        " they are processed and committed (0: one transaction a poll)",
     )
 
     compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = Field(

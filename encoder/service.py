@@ -49,6 +49,7 @@ class EncoderStage(Service):
         self.max_batch = settings.max_batch
         self.overlap_chunk = settings.encode_batch
         self.poll_timeout_ms = settings.poll_timeout_ms
+        self.commit_interval_ms = settings.commit_interval_ms
         self._encoded: deque[int] = deque()  # texts of each `process` not yet committed
         metrics.ENCODER_INFO.labels(encoder.name, encoder.identity).set(1)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from triage.core.settings import CommonSettings
+from triage.core.settings import POLL_TIMEOUT_MS, CommonSettings
 from triage.schemas.codec import DEFAULT_MAX_RECORD_BYTES, DEFAULT_MAX_TEXT_CHARS, TextLimits
 
 
@@ -23,7 +23,7 @@ class EncoderSettings(CommonSettings):
     encode_batch: int = Field(
         default=128, ge=1, description="texts encoded at once, and committed in one transaction"
     )
-    poll_timeout_ms: int = Field(default=100, ge=1)
+    poll_timeout_ms: int = Field(default=POLL_TIMEOUT_MS, ge=1)
     max_record_bytes: int = Field(default=DEFAULT_MAX_RECORD_BYTES, ge=1)
     max_text_chars: int = Field(default=DEFAULT_MAX_TEXT_CHARS, ge=1)
 

@@ -26,7 +26,7 @@ from triage.core.registry.store import RegistryReader
 from triage.core.registry.view import RegistryView
 from triage.core.runtime.clock import now_ms
 from triage.core.runtime.metrics import observe_hop
-from triage.core.settings import CommonSettings
+from triage.core.settings import POLL_TIMEOUT_MS, CommonSettings
 from triage.gateway.results import TextOutcome
 from triage.schemas.codec import Reason, Rejected, decode_label
 from triage.schemas.models import DeadLetter
@@ -80,7 +80,6 @@ class Follower(threading.Thread):
             [s.topics.labels, s.topics.dead_letters],
             from_end=True,
             start_offsets=self._positions,
-            fetch_max_wait_ms=20,
             # a cluster that stopped answering is noticed by `check` within these
             request_timeout_ms=int(CHECK_S * 2000),
             session_timeout_ms=int(CHECK_S * 1000),
@@ -105,7 +104,7 @@ class Follower(threading.Thread):
         checked = time.monotonic()
         while not self._stop.is_set():
             taken = []
-            for record in outcomes.poll(timeout_ms=100):
+            for record in outcomes.poll(timeout_ms=POLL_TIMEOUT_MS):
                 if (outcome := self._take(record.topic, record.value)) is not None:
                     taken.append(outcome)
                 self._positions[Partition(record.topic, record.partition)] = record.offset + 1

@@ -71,6 +71,7 @@ class Monitor(Service):
         self.changelog = settings.topics.monitor_state
         self.max_batch = settings.max_batch
         self.poll_timeout_ms = settings.poll_timeout_ms
+        self.commit_interval_ms = settings.commit_interval_ms
         self.joins: dict[int, CorrectionJoin] = {}
         self._states: dict[int, ChangeloggedState[CorrectionJoin]] = {}
         self.view = RegistryView()
