@@ -94,9 +94,9 @@ def test_a_broken_contract_fails(
 
 
 def _readme_tree() -> list[list[str]]:
-    """The folders of each line of the README's architecture tree, top layer first."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = readme.split("## Architecture", 1)[1].split("```\n", 2)[1]
+    """The folders of each line of the layers tree in docs/architecture.md, top layer first."""
+    page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    block = page.split("## Layers", 1)[1].split("```text\n", 1)[1].split("```\n", 1)[0]
     rows = []
     for line in block.splitlines():
         folders = []
