@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install system-deps demo serve test test-unit lint docs schemas clean images compose-test
+.PHONY: install system-deps demo serve test test-unit lint docs pictures schemas clean images compose-test
 
 install: system-deps $(VENV)/.installed .triage/kafka-libs/.ready .triage/bin/helm
 
@@ -52,6 +52,10 @@ lint: install
 # The pages under docs/ as HTML in docs/_build/html, warnings (a broken link or anchor) as errors, nitpicky.
 docs: install
 	$(VENV)/bin/sphinx-build -W --keep-going -n -b html docs docs/_build/html
+
+# docs/dashboard.png and docs/serve.png from one real run under steady traffic (about 8 minutes).
+pictures: install
+	$(PY) scripts/docs_pictures.py
 
 # The compose stack's images with podman, no registry (deploy/images/build.sh; cached).
 images: install
