@@ -12,11 +12,17 @@ The convention for a fenced block that shows commands:
   `<!-- run by tests/<path>.py -->`, and that test file names the page.
 - `sh`, `shell`, `zsh` and fences without a language are refused: say which of the two it is
   (or `text` for a picture or a listing).
+
+An example is not run, but every `triage` command it shows must parse with triage's own argument
+parser, so a renamed command or flag fails here instead of in a reader's shell.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -24,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from triage.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -105,6 +113,59 @@ def test_every_shell_block_is_run_by_a_test_or_an_example():
     found = every_block()
     assert any(b.language == "bash" for b in found), "the walkthrough's ```bash block is gone"
     assert [p for block in found for p in problems(block)] == []
+
+
+def commands(block: Block) -> list[str]:
+    """The commands of a console example: `$ ` lines, each with its `> ` continuations, split at
+    `;`, `&&` and `|`, a trailing comment and `&` dropped."""
+    joined: list[str] = []
+    for line in block.lines:
+        if line.startswith("$ "):
+            joined.append(line[2:])
+        elif line.startswith("> ") and joined:
+            joined[-1] = joined[-1].rstrip("\\ ") + " " + line[2:]
+    parts = [re.split(r";|&&|\|", re.sub(r"\s+#.*$", "", command)) for command in joined]
+    return [part.strip().rstrip("&").strip() for split in parts for part in split if part.strip()]
+
+
+def triage_argv(command: str) -> list[str] | None:
+    """The arguments of a `triage` (or `.venv/bin/triage`) command, redirections dropped."""
+    words = shlex.split(command)
+    if not words or words[0] not in ("triage", ".venv/bin/triage"):
+        return None
+    return [word for word in words[1:] if not word.startswith((">", "<", "2>"))]
+
+
+def parse_error(argv: list[str]) -> str | None:
+    """What triage's parser says about `argv`, or None when it parses."""
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said), contextlib.redirect_stdout(io.StringIO()):
+            build_parser().parse_args(argv)
+    except SystemExit:
+        return said.getvalue().strip().splitlines()[-1]
+    return None
+
+
+def test_every_triage_command_an_example_shows_parses():
+    shown = [
+        (block.where(), argv)
+        for block in every_block()
+        if block.language == "console"
+        for command in commands(block)
+        if (argv := triage_argv(command)) is not None
+    ]
+    assert len(shown) > 20, shown  # the tours of the README and getting started at least
+    assert [(where, argv, error) for where, argv in shown if (error := parse_error(argv))] == []
+
+
+def test_a_misspelt_flag_in_an_example_is_caught():
+    markdown = "```console\n$ triage up --modles models \\\n> --mode colocated &  # all\nup\n```\n"
+    (block,) = blocks(DOCS / "getting-started.md", markdown)
+    (command,) = commands(block)
+    argv = triage_argv(command)
+    assert argv == ["up", "--modles", "models", "--mode", "colocated"]
+    assert "--models" in (parse_error(argv) or "")  # the required flag it then lacks
 
 
 @pytest.mark.parametrize(
