@@ -159,6 +159,21 @@ def test_every_triage_command_an_example_shows_parses():
     assert [(where, argv, error) for where, argv in shown if (error := parse_error(argv))] == []
 
 
+def test_every_make_target_an_example_shows_exists():
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    targets = set(re.findall(r"^([a-z][\w-]*):", makefile, re.M))
+    shown = {
+        (block.where(), word)
+        for block in every_block()
+        if block.language == "console"
+        for command in commands(block)
+        if (words := shlex.split(command)) and words[0] == "make"
+        for word in words[1:]
+    }
+    assert shown, "no example shows a make target"
+    assert sorted((where, word) for where, word in shown if word not in targets) == []
+
+
 def test_a_misspelt_flag_in_an_example_is_caught():
     markdown = "```console\n$ triage up --modles models \\\n> --mode colocated &  # all\nup\n```\n"
     (block,) = blocks(DOCS / "getting-started.md", markdown)
