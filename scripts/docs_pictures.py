@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,7 +40,7 @@ from triage.core.registry.store import wait_for_classifiers
 from triage.core.settings import CommonSettings, ConnectionSettings
 from triage.local import cluster as kafka_local
 from triage.tools.dashboard_render import render
-from triage.tools.supervisor import connection_env
+from triage.tools.supervisor import connection_env, inputs_of, plan
 from triage.training.train import read_dataset, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +97,9 @@ def run(
     log.info("trained %d demo classifiers; logs in %s", len(labels), procs.logs)
     ensure_topics(settings)
     base, lag, gateway = free_port(), free_port(), free_port()
-    targets = [base + i for i in range(len(labels) + 2)] + [lag, gateway]
+    # The ports `triage up` will serve metrics on, as it plans its processes: scrape only those.
+    children = plan(models, inputs_of(models, labels), args.mode == "colocated", base)
+    targets = [int(child.env["TRIAGE_METRICS_PORT"]) for child in children] + [lag, gateway]
     triage = [sys.executable, "-m", "triage.cli"]
     procs.start("up", *triage, "up", "--models", str(models), "--mode", args.mode,
                 "--metrics-base-port", str(base))  # fmt: skip
@@ -112,6 +115,9 @@ def run(
     answered, sent = steady_traffic(url, args.rate, total)
     end = time.time()
     log.info("%d of %d requests answered with a label", answered, sent)
+    down = targets_down(prom)
+    if down:
+        sys.exit(f"pictures: Prometheus could not scrape {', '.join(down)}: no pictures drawn")
     args.out.mkdir(parents=True, exist_ok=True)
     dashboard = args.out / "dashboard.png"
     step = max(1.0, round((end - start) / 240))
@@ -170,6 +176,14 @@ def start_prometheus(procs: Processes, binary: str, work: Path, targets: list[in
     url = f"http://127.0.0.1:{port}"
     wait(lambda: get(f"{url}/-/ready") == 200, 60, "Prometheus to be ready")
     return url
+
+
+def targets_down(prometheus: str) -> list[str]:
+    """The scrape targets whose last scrape failed (`up == 0`)."""
+    query = urllib.parse.urlencode({"query": "up == 0"})
+    with urllib.request.urlopen(f"{prometheus}/api/v1/query?{query}", timeout=10) as response:
+        result = json.load(response)["data"]["result"]
+    return sorted(series["metric"]["instance"] for series in result)
 
 
 def steady_traffic(url: str, rate: float, seconds: float) -> tuple[int, int]:
