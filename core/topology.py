@@ -1,11 +1,12 @@
 """Triage's topology, declared once: every topic, and which service reads and writes which.
 
-Each topic has its default name, what its keys and values are (the README's table is rendered
-from here), its partitions (the deployment's count, or one) and whether it is compacted, a
-changelog among them. Each service role names the topics it reads and writes and its consumer
-group, a literal id or a prefix that its instances and units extend. Everything else is derived:
-the settings' topic name fields and `settings.topics`, the topics `ensure_topics` creates, the
-ACLs of `triage kafka start --secure` and the services' default group ids. Pure data: no Kafka.
+Each topic has its default name, what its keys and values are (the table in docs/architecture.md
+is rendered from here), its partitions (the deployment's count, or one) and whether it is
+compacted, a changelog among them. Each service role names the topics it reads and writes and
+its consumer group, a literal id or a prefix that its instances and units extend. Everything
+else is derived: the settings' topic name fields and `settings.topics`, the topics
+`ensure_topics` creates, the ACLs of `triage kafka start --secure` and the services' default
+group ids. Pure data: no Kafka.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class Topics(Generic[T]):
         return getattr(self, field)
 
     def items(self) -> Iterator[tuple[str, T]]:
-        """(field, value) in declaration order, the README table's."""
+        """(field, value) in declaration order, the docs table's."""
         return ((f.name, getattr(self, f.name)) for f in fields(self))
 
 
@@ -82,7 +83,7 @@ TOPICS: Topics[Topic] = Topics(
         _MESSAGE_ID,
         "one record per text per encoder: the text, its embedding (int8 and a scale), the"
         " encoder's identity `name@sha256-prefix`; or the encoder's `refusal`"
-        " ([language-model features](#language-model-features-triage-encoder))",
+        " ([language-model features](encoder.md))",
     ),
     scores=Topic(
         "scores",
@@ -95,14 +96,14 @@ TOPICS: Topics[Topic] = Topics(
         _MESSAGE_ID,
         "`id`, `label` (null = abstained), `probability`, `scores`, `complete`, `missing`,"
         " `versions`, `shadow_scores`, and when each stage saw the text ([where the time"
-        " goes](#where-the-time-goes))",
+        " goes](operating.md#where-the-time-goes))",
     ),
     registry=Topic(
         "triage-registry",
         "class, or class@version",
         "compacted: class records (which version votes from when; a tombstone retires the"
         " class) and running versions' announcements and heartbeats"
-        " ([lifecycle](#classifier-lifecycle))",
+        " ([lifecycle](shipping-a-class.md#classifier-lifecycle))",
         partitions="one",
         compacted=True,
     ),
@@ -125,7 +126,8 @@ TOPICS: Topics[Topic] = Topics(
         "corrections",
         _MESSAGE_ID,
         "`id`, `label` (the right class; null = none of our classes), `source`,"
-        " `corrected_at_ms` ([live quality](#live-quality-corrections-monitor-quality))",
+        " `corrected_at_ms` ([live"
+        " quality](operating.md#live-quality-corrections-monitor-quality))",
     ),
     quality=Topic(
         "triage-quality",
@@ -231,8 +233,8 @@ ENCODER = Role(
 ROLES = (PUBLISHER, CLASSIFIER, AGGREGATOR, READER, GATEWAY, MONITOR, ENCODER)
 
 
-def readme_table() -> str:
-    """The README's topic table (under "How it works"), one row per topic."""
+def topic_table() -> str:
+    """The topic table of docs/architecture.md ("Topics"), one row per topic."""
     rows = ["| topic | key | value |", "| --- | --- | --- |"]
     rows += [f"| `{t.name}` | {t.key} | {t.value} |" for _, t in TOPICS.items()]
     return "\n".join(rows) + "\n"

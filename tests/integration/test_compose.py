@@ -2,9 +2,9 @@
 
 Builds the images (deploy/images/build.sh: no container registry), runs the compose file with
 Debian's docker-compose against a `podman system service` socket of the test's own, publishes
-200 demo texts from the host to the broker's published port and reads the results back
-(`triage publish`, `triage results`: the README's commands), checks every result equals the
-offline decision of the models baked into the image (copied out of it), then that Prometheus
+200 demo texts from the host to the broker's published port and reads the results back (`triage
+publish`, `triage results`: the commands docs/deploying.md shows), checks every result equals
+the offline decision of the models baked into the image (copied out of it), then that Prometheus
 reports every triage target up. The stack always goes down, volumes too. Skips only when podman
 or docker-compose is absent (scripts/install-system-deps.sh installs both).
 """
@@ -124,7 +124,7 @@ def triage_cli(*args: str) -> str:
 
 
 def results(bootstrap: str) -> dict[str, dict] | None:
-    """`triage results --json` (the README's command): every committed result so far."""
+    """`triage results --json` (docs/deploying.md shows it): every committed result so far."""
     lines = triage_cli("results", "--json", "--bootstrap-servers", bootstrap).splitlines()
     found = [json.loads(line) for line in lines if line.strip()]
     assert len({r["id"] for r in found}) == len(found), "a text got two results"

@@ -1,8 +1,8 @@
 """The page of `triage serve` in a real headless Chromium (Debian's, through chromium-driver):
 type a message, get the label, a bar for every class, and the classifiers beside them.
 
-With `TRIAGE_SERVE_PNG=PATH` the page as the test left it is saved to PATH (how
-docs/serve.png is made)."""
+With `TRIAGE_SERVE_PNG=PATH` the page as the test left it is saved to PATH (docs/serve.png is
+made by `make pictures`, from a pipeline under steady traffic)."""
 
 from __future__ import annotations
 

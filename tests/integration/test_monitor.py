@@ -2,7 +2,7 @@
 for a subset, a kill -9 of the monitor mid-way, and then `triage quality --json` and the
 scraped metrics equal the counts computed here from the same results and corrections. The
 defined outcomes (a correction before its result, twice, for an id never seen, with a label
-no class has) each show up once as what the README says."""
+no class has) each show up once as what docs/operating.md says."""
 
 from __future__ import annotations
 

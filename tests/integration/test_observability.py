@@ -4,8 +4,8 @@ A classifier unit is stopped mid-run (a lagging classifier) and a bad record is 
 every alert has a reason to fire. Prometheus scrapes every 1s and evaluates a copy of
 `deploy/alerts.yml` with `for: 0s` every 1s; every dashboard query must return a value, and
 every panel drawn by `triage.tools.dashboard_render` must have data. With
-`TRIAGE_DASHBOARD_PNG=PATH` set, that drawing of the test's window is also written to PATH (how
-docs/dashboard.png is made).
+`TRIAGE_DASHBOARD_PNG=PATH` set, that drawing of the test's window is also written to PATH
+(docs/dashboard.png is made by `make pictures`, under steady traffic).
 """
 
 from __future__ import annotations

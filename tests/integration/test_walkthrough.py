@@ -1,4 +1,4 @@
-"""The README's "Shipping a class" walkthrough, run line by line against the test run's broker.
+"""The walkthrough of docs/shipping-a-class.md, run line by line against the test run's broker.
 
 The fenced bash block of that section is the script: each line runs in bash (with
 `set -o pipefail`) in a fresh folder beside a link to `demo/`, `triage` on the PATH being this
@@ -7,7 +7,7 @@ environment (`TRIAGE_*`). A line ending in `&` is a long-running process, stoppe
 every other line must exit 0. Before `triage publish` the test waits for every voter and the
 shadow to announce themselves, before `triage shadow-report` for every text's result and
 shadow score: conditions, not sleeps. The section missing, a step dropped from it, or a line
-failing fails the test, so the README and the code cannot drift apart.
+failing fails the test, so the page and the code cannot drift apart.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from triage.tools.shadow import read_scores
 
 pytestmark = pytest.mark.integration
 
-README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "shipping-a-class.md"
 LABEL, VERSION = "refund_request", "2"
 # Every step of issue 24's walkthrough, in this order, must be in the block.
 STEPS = [
@@ -46,18 +46,18 @@ STEPS = [
 ]
 
 
-def walkthrough(readme: str) -> list[str]:
+def walkthrough(page: str) -> list[str]:
     """The command lines of the section's ```bash block (comments and blank lines dropped)."""
-    match = re.search(r"^## Shipping a class\n(.*?)(?=^## )", readme, re.S | re.M)
-    assert match, "README has no '## Shipping a class' section"
+    match = re.search(r"^## The walkthrough\n(.*?)(?=^## )", page, re.S | re.M)
+    assert match, "docs/shipping-a-class.md has no '## The walkthrough' section"
     block = re.search(r"^```bash\n(.*?)^```", match.group(1), re.S | re.M)
-    assert block, "the 'Shipping a class' section has no ```bash block"
+    assert block, "the walkthrough section has no ```bash block"
     lines = [line.strip() for line in block.group(1).splitlines()]
     return [line for line in lines if line and not line.startswith("#")]
 
 
 def test_the_walkthrough_names_every_step_in_order():
-    lines = walkthrough(README.read_text(encoding="utf-8"))
+    lines = walkthrough(PAGE.read_text(encoding="utf-8"))
     where = [next(i for i, line in enumerate(lines) if step in line) for step in STEPS]
     assert where == sorted(where), list(zip(STEPS, where, strict=True))
 
@@ -81,8 +81,8 @@ def scored(ids: set[str]) -> bool:
 
 
 @pytest.mark.timeout(420)
-def test_the_readme_walkthrough_ships_a_class(env, tmp_path):
-    lines = walkthrough(README.read_text(encoding="utf-8"))
+def test_the_walkthrough_ships_a_class(env, tmp_path):
+    lines = walkthrough(PAGE.read_text(encoding="utf-8"))
     work, logs = tmp_path / "work", tmp_path / "logs"
     work.mkdir(), logs.mkdir()
     (work / "demo").symlink_to(ROOT / "demo")
@@ -130,7 +130,7 @@ def test_the_readme_walkthrough_ships_a_class(env, tmp_path):
             except subprocess.TimeoutExpired:
                 proc.kill()
 
-    # What the README's comments say each step shows.
+    # What the page's comments say each step shows.
     assert len((work / "ids.txt").read_text().split()) == 150
     for step in ("shadow-report", "promote"):  # judged every text, then promoted
         assert "150 texts scored, 150 with a committed result" in out[step].stdout

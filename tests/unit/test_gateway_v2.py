@@ -197,13 +197,13 @@ def test_health_and_metadata_without_kafka(gateway):
     assert infer.status_code == 503 and set(infer.json()) == {"error"}
 
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+HTTP_API = Path(__file__).resolve().parents[2] / "docs" / "http-api.md"
 
 
-def test_the_readme_example_is_what_the_gateway_answers():
-    """The README's curl request, sent as written, answered with the README's response when
-    the pipeline's results are the ones the README shows."""
-    section = README.read_text(encoding="utf-8").split("### The Open Inference Protocol")[1]
+def test_the_docs_example_is_what_the_gateway_answers():
+    """The curl request of docs/http-api.md, sent as written, answered with the response shown
+    there when the pipeline's results are the ones the page shows."""
+    section = HTTP_API.read_text(encoding="utf-8").split("## The Open Inference Protocol")[1]
     request = json.loads(re.search(r"-d '(\{.*?\})'", section, re.S).group(1))
     shown = json.loads(re.search(r"```json\n(.*?)```", section, re.S).group(1))
     out = {o["name"]: o["data"] for o in shown["outputs"]}

@@ -93,10 +93,10 @@ def test_a_broken_contract_fails(
     assert import_shown in output, output
 
 
-def _readme_tree() -> list[list[str]]:
-    """The folders of each line of the README's architecture tree, top layer first."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = readme.split("## Architecture", 1)[1].split("```\n", 2)[1]
+def _docs_tree() -> list[list[str]]:
+    """The folders of each line of the layers tree in docs/architecture.md, top layer first."""
+    page = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    block = page.split("## Layers", 1)[1].split("```text\n", 1)[1].split("```\n", 1)[0]
     rows = []
     for line in block.splitlines():
         folders = []
@@ -119,8 +119,8 @@ def _source_folders() -> list[str]:
     return sorted(link.name for link in (ROOT / "triage").iterdir() if link.is_symlink())
 
 
-def test_readme_tree_layers_and_folders_are_one_list() -> None:
-    tree, layers = _readme_tree(), _contract_layers()
+def test_docs_tree_layers_and_folders_are_one_list() -> None:
+    tree, layers = _docs_tree(), _contract_layers()
     assert [sorted(row) for row in tree] == [sorted(layer) for layer in layers]
     assert sorted(name for row in tree for name in row) == _source_folders()
     for name in _source_folders():

@@ -1,7 +1,8 @@
 """The topology declared once in `triage.core.topology`, and what is derived from it.
 
-The README's topic table is rendered from the topology; the topics `ensure_topics` creates,
-the ACLs of each role and the services' default group ids are checked against the values they
+The topic table of docs/architecture.md is rendered from the topology; the topics
+`ensure_topics` creates, the ACLs of each role and the services' default group ids are checked
+against the values they
 had when each was written out by hand, so a change to the topology is a deliberate one.
 """
 
@@ -19,7 +20,7 @@ from triage.core.settings import CommonSettings
 from triage.local import acls
 from triage.monitor.settings import MonitorSettings
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ARCHITECTURE = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
 COMPACT = {"cleanup.policy": "compact"}
 CHANGELOG = COMPACT | {
     "segment.bytes": str(16 * 1024 * 1024),
@@ -29,17 +30,17 @@ CHANGELOG = COMPACT | {
 }
 
 
-def readme_table(text: str) -> str:
+def shown_table(text: str) -> str:
     start = text.index("| topic | key | value |")
     end = text.index("\n\n", start)
     return text[start : end + 1]
 
 
-def test_readme_topic_table_is_the_rendered_topology():
-    rendered = topology.readme_table()
-    assert readme_table(README.read_text()) == rendered, (
-        "README.md's topic table differs from the topology; paste topology.readme_table():\n"
-        + rendered
+def test_the_docs_topic_table_is_the_rendered_topology():
+    rendered = topology.topic_table()
+    assert shown_table(ARCHITECTURE.read_text()) == rendered, (
+        "docs/architecture.md's topic table differs from the topology; paste"
+        " topology.topic_table():\n" + rendered
     )
 
 
