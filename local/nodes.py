@@ -45,7 +45,18 @@ from triage.local.state import (
 
 _LOG4J_CONFIG = Path(__file__).resolve().parent / "kafka_log4j2.properties"
 _STORAGE_TOOL = "kafka.tools.StorageTool"
-_BROKER_JVM_FLAGS = ("-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true")
+# JDK 17's code cache sweeper flushes compiled methods that a quiet broker has not run lately,
+# and the next text has them compiled again: at tens of texts a second a broker 30 minutes up had
+# made 23,000 compilations and still made 7 a second, its C2 thread taking 24 % of a core
+# under one-record transactions (more than its request handlers). The cache holds everything the
+# broker compiles (30 of its 240 MiB), so nothing needs flushing.
+_BROKER_JVM_FLAGS = (
+    "-Xms256m",
+    "-Xmx768m",
+    "-XX:+UseG1GC",
+    "-XX:-UseCodeCacheFlushing",
+    "-Djava.awt.headless=true",
+)
 # The storage tool runs for a second; a cheap JIT and GC make that second shorter.
 _TOOL_JVM_FLAGS = ("-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
 

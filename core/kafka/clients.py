@@ -91,8 +91,14 @@ def _start(factory: Callable[..., _Client], conf: dict[str, Any]) -> _Client:
         raise
 
 
+# kafka-python's own client metrics (sensors updated on every request and record) are read by
+# nothing here: triage exports its own. Off, they no longer cost a share of every transaction
+# (7 % of a transactional producer's samples, py-spy, one-record transactions back to back).
+_NO_CLIENT_METRICS = {"metrics_enabled": False}
+
+
 def producer(settings: CommonSettings, **overrides: Any) -> KafkaProducer:
-    conf = connection(settings.connection) | {
+    conf = connection(settings.connection) | _NO_CLIENT_METRICS | {
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 5,
@@ -204,7 +210,7 @@ class _Consumer(KafkaConsumer):
 
 
 def consumer(settings: CommonSettings, *topics: str, **overrides: Any) -> KafkaConsumer:
-    conf = connection(settings.connection) | {
+    conf = connection(settings.connection) | _NO_CLIENT_METRICS | {
         "enable_auto_commit": False,
         "isolation_level": "read_committed",
         "auto_offset_reset": "earliest",
