@@ -98,7 +98,8 @@ _NO_CLIENT_METRICS = {"metrics_enabled": False}
 
 
 def producer(settings: CommonSettings, **overrides: Any) -> KafkaProducer:
-    conf = connection(settings.connection) | _NO_CLIENT_METRICS | {
+    conf = connection(settings.connection) | {
+        **_NO_CLIENT_METRICS,
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 5,
@@ -210,7 +211,8 @@ class _Consumer(KafkaConsumer):
 
 
 def consumer(settings: CommonSettings, *topics: str, **overrides: Any) -> KafkaConsumer:
-    conf = connection(settings.connection) | _NO_CLIENT_METRICS | {
+    conf = connection(settings.connection) | {
+        **_NO_CLIENT_METRICS,
         "enable_auto_commit": False,
         "isolation_level": "read_committed",
         "auto_offset_reset": "earliest",
