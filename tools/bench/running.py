@@ -298,8 +298,8 @@ def _measure(
         first_publish = time.time()
         send(records)
     collector.wait_for(_answered(records, load), spec.timeout_s)
+    used_s = cpu.used()  # from the first text sent to the last result read
     time.sleep(0.5)  # let duplicates, if any, show up
-    used_s = cpu.used()
     collector.stop.set()
     collector.join(10)
     rest = {}
