@@ -204,7 +204,7 @@ def format_summary(report: dict) -> str:
     lines = [
         machine_line(report),
         f"mode {report['mode']}, {report['classes']} classes, {report['messages']} texts, "
-        f"rate {report['rate'] or 'max'}, {report['repeat']} runs (medians), "
+        f"rate {report['rate'] or 'max'}, {_runs(report['repeat'])} (medians), "
         + ("monitor included, as `triage up` runs it:" if report["monitor"] else "no monitor:"),
         f"  throughput        {report['throughput']:.0f} texts/s end to end",
         f"  latency           p50 {report['p50_ms']:.0f} ms, p95 {report['p95_ms']:.0f} ms, "
@@ -315,3 +315,7 @@ def warmup_line(report: Mapping[str, Any]) -> str:
         + " → ".join(f"{p:.0f}" for p in p99s)
         + " ms"
     )
+
+
+def _runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"

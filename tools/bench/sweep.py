@@ -63,7 +63,7 @@ def format_sweep(report: Mapping[str, Any]) -> list[str]:
     head += f" {'pipeline p50':>12} {'p99':>6} {'CPU ms/text':>11}"
     head += "".join(f" {_role_title(r):>{max(8, len(_role_title(r)))}}" for r in roles)
     lines = [
-        f"rate sweep ({report['repeat']} runs a rate, medians; latencies in ms; CPU ms per text,"
+        f"rate sweep ({report['repeat']} run(s) a rate, medians; latencies in ms; CPU ms per text,"
         " the stack's total counting every role but the bench's clients):",
         head,
     ]
