@@ -32,6 +32,13 @@ def _add_bench(sub: Subparsers) -> None:
     p.add_argument("--classes", type=int, help="use the K alphabetically first classes")
     p.add_argument("--messages", type=int, default=5000, help="texts published per run")
     p.add_argument("--rate", type=float, help="texts/s (default: as fast as possible)")
+    p.add_argument(
+        "--rates",
+        type=_rates,
+        metavar="R1,R2,...",
+        help="a sweep: the series at each of these texts/s; prints a table of latency and CPU "
+        "per text by rate, and the first rate whose p99 exceeds 1.5x the lowest rate's",
+    )
     p.add_argument("--mode", choices=["colocated", "per-process"], default="colocated")
     p.add_argument("--repeat", type=int, default=3, help="runs; medians are reported")
     p.add_argument("--models", type=Path, help="reuse trained models instead of training")
@@ -51,8 +58,24 @@ def _add_bench(sub: Subparsers) -> None:
     p.add_argument(
         "--warmup",
         type=int,
-        help="texts published (at --rate) and awaited before each measured run; "
-        "default: 3 s of traffic, or 500 at full speed",
+        metavar="N",
+        help="texts published (at --rate) and awaited before each measured run; default: rounds "
+        "of 2 s of traffic (500 texts at full speed) until a round's p99 is within 25%% of the "
+        "round before's (2 rounds at least, 30 s at most); the report says how long it took",
+    )
+    p.add_argument(
+        "--rest-s",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="after each run's texts, measure the stack's CPU at rest for S seconds, no texts "
+        "(default %(default)s; 0: skip)",
+    )
+    p.add_argument(
+        "--no-monitor",
+        action="store_true",
+        help="run the pipeline without the monitor (default: as `triage up` starts it, monitor "
+        "included)",
     )
     p.add_argument(
         "--via",
@@ -142,6 +165,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.clients is not None and (args.via != "http" or args.clients < 1):
         raise OperatorError("--clients N (N ≥ 1) needs --via http: it counts HTTP clients")
+    if args.rates and args.rate is not None:
+        raise OperatorError("--rate or --rates, not both: a sweep's lowest rate is its --rate")
+    if args.rest_s < 0:
+        raise OperatorError(f"--rest-s {args.rest_s:g}: seconds at rest, 0 or more")
     report = _on_bench_cluster(
         "bench",
         args,
@@ -161,12 +188,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
             threads=args.threads,
             clients=args.clients,
             fused=not args.separate_encoder,
+            monitor=not args.no_monitor,
+            rest_s=args.rest_s,
+            rates=args.rates or (),
         ),
     )
     if report is None:
         return 1
     print(json.dumps(report, indent=2) if args.json else format_summary(report))
     return 0 if report["missing"] == 0 and report["duplicates"] == 0 else 1
+
+
+def _rates(text: str) -> list[float]:
+    """`10,50,100` → [10.0, 50.0, 100.0]: positive texts/s, each once, lowest first."""
+    try:
+        rates = sorted({float(r) for r in text.split(",") if r.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of texts/s: {text!r}") from None
+    if not rates or rates[0] <= 0:
+        raise argparse.ArgumentTypeError(f"rates must be above 0 texts/s: {text!r}")
+    return rates
 
 
 def cmd_bench_state(args: argparse.Namespace) -> int:

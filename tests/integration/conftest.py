@@ -33,11 +33,16 @@ DEMO_STREAM = ROOT / "demo" / "data" / "stream.csv"
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory) -> Iterator[str]:
-    state = tmp_path_factory.mktemp("kafka")
-    cluster = kafka_local.start(state_dir=state, libs_dir=kafka_local.default_libs_dir())
+def kafka_home(tmp_path_factory) -> Path:
+    """The test run's broker's state dir (as TRIAGE_KAFKA_HOME, commands find its pids)."""
+    return tmp_path_factory.mktemp("kafka")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_home) -> Iterator[str]:
+    cluster = kafka_local.start(state_dir=kafka_home, libs_dir=kafka_local.default_libs_dir())
     yield cluster.bootstrap
-    kafka_local.stop(state)
+    kafka_local.stop(kafka_home)
 
 
 @pytest.fixture(scope="session")

@@ -1,20 +1,24 @@
-"""The bench's report: medians over the repeated runs of what each measured, set beside the
-limits measured in process (the ratios), the correctness of every run (the worst of them), and
-the accuracy of the labels; `format_summary` prints it for a person, the CLI's `--json` as is.
+"""The bench's report: medians over the repeated runs of what each measured (latency, CPU per
+text and at rest by role, the warm-up's length), set beside the limits measured in process (the
+ratios), the correctness of every run (the worst of them), the accuracy of the labels, and the
+rate sweep when one ran; `format_summary` prints it for a person, every block under this
+machine's in-process rate so figures from two machines compare; the CLI's `--json` as is.
 """
 
 from __future__ import annotations
 
 import os
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from triage.core.runtime.metrics import HOPS
 from triage.encoder.sentence import SentenceEncoder
+from triage.tools.bench.costs import format_roles, role_medians
 from triage.tools.bench.rates import Limits
 from triage.tools.bench.running import RunResult
+from triage.tools.bench.sweep import format_sweep, sweep_part
 
 
 @dataclass(frozen=True)
@@ -27,8 +31,9 @@ class Asked:
     messages: int
     rate: float | None
     repeat: int
-    warmup: int
+    warmup: int | None  # texts before each run; None: rounds until the latency settles
     clients: int | None = None  # --via http: the closed loop's clients
+    monitor: bool = True  # the stack as `triage up` starts it, monitor included
 
 
 @dataclass(frozen=True)
@@ -49,9 +54,13 @@ def report(
     encoder: SentenceEncoder | None,
     quality: Quality,
     closed: Sequence[RunResult] = (),
+    sweep: Mapping[float, list[RunResult]] | None = None,
 ) -> dict[str, Any]:
     """The report of a series of `runs` (and `half`, the runs at half the encoder's rate;
-    `closed`, the closed-loop runs of `asked.clients` clients)."""
+    `closed`, the closed-loop runs of `asked.clients` clients; `sweep`, the runs at each rate
+    of a sweep, `runs` among them)."""
+    sweep = sweep or {}
+    swept = [r for rate, each in sweep.items() if rate != asked.rate for r in each]
     throughput = statistics.median(r.throughput for r in runs)
     gateway = _request_medians(runs) if asked.via == "http" else {}
     return (
@@ -64,6 +73,7 @@ def report(
             "messages": asked.messages,
             "rate": asked.rate,
             "repeat": asked.repeat,
+            "monitor": asked.monitor,
         }
         | _medians(runs, throughput)
         | {
@@ -83,9 +93,15 @@ def report(
             "cores": os.cpu_count(),
         }
         | _closed_loop_part(asked.clients, list(closed))
-        | _correctness(runs + half + list(closed))
+        | sweep_part(asked.via, sweep)
+        | _correctness(runs + half + list(closed) + swept)
         | {"runs": [asdict(r) for r in runs], "half_rate_runs": [asdict(r) for r in half]}
         | {"closed_loop_runs": [asdict(r) for r in closed]}
+        | (
+            {"sweep_runs": {str(k): [asdict(r) for r in v] for k, v in sweep.items()}}
+            if sweep
+            else {}
+        )
     )
 
 
@@ -140,11 +156,16 @@ def _medians(runs: list[RunResult], throughput: float) -> dict[str, Any]:
         "p50_ms": statistics.median(r.p50_ms for r in runs),
         "p95_ms": statistics.median(r.p95_ms for r in runs),
         "p99_ms": statistics.median(r.p99_ms for r in runs),
-        "cpu_s_per_1000": statistics.median(r.cpu_s_per_1000 for r in runs),
-        "cpu_s_per_1000_by_role": {
-            role: statistics.median(r.cpu_s_per_1000_by_role[role] for r in runs)
-            for role in runs[0].cpu_s_per_1000_by_role
-        },
+        # the stack's CPU per text (the broker's when `broker_counted`), every role apart
+        "cpu_ms_per_text": statistics.median(r.cpu_ms_per_text for r in runs),
+        "cpu_ms_per_text_by_role": role_medians([r.cpu_ms_per_text_by_role for r in runs]),
+        "broker_counted": all(r.broker_counted for r in runs),
+        # the stack at rest, no texts: percent of one core
+        "rest_s": runs[0].rest_s,
+        "rest_cpu_pct": statistics.median(r.rest_cpu_pct for r in runs),
+        "rest_cpu_pct_by_role": role_medians([r.rest_cpu_pct_by_role for r in runs]),
+        "warmup_s": statistics.median(r.warmup_s for r in runs),
+        "warmup_settled": all(r.warmup_settled for r in runs),
         "hop_p50_ms": _hop_medians(runs, "hop_p50_ms"),
         "hop_p99_ms": _hop_medians(runs, "hop_p99_ms"),
     }
@@ -181,16 +202,20 @@ def _correctness(everything: list[RunResult]) -> dict[str, Any]:
 
 def format_summary(report: dict) -> str:
     lines = [
+        machine_line(report),
         f"mode {report['mode']}, {report['classes']} classes, {report['messages']} texts, "
-        f"rate {report['rate'] or 'max'}, {report['repeat']} runs (medians):",
+        f"rate {report['rate'] or 'max'}, {_runs(report['repeat'])} (medians), "
+        + ("monitor included, as `triage up` runs it:" if report["monitor"] else "no monitor:"),
         f"  throughput        {report['throughput']:.0f} texts/s end to end",
         f"  latency           p50 {report['p50_ms']:.0f} ms, p95 {report['p95_ms']:.0f} ms, "
         f"p99 {report['p99_ms']:.0f} ms",
-        f"  CPU               {report['cpu_s_per_1000']:.2f} s per 1,000 texts (pipeline); "
-        + ", ".join(f"{k} {v:.2f}" for k, v in report["cpu_s_per_1000_by_role"].items()),
+        _hop_line(report),
+        *_http_lines(report),
+        *_cost_lines(report),
         f"  in-process limit  {report['inprocess_throughput']:.0f} texts/s on one core "
         f"(ratio {report['ratio']:.2f}; {report['cores_ratio']:.2f} of it times "
         f"{report['cores']} cores)",
+        *_encoder_lines(report),
         f"  without Kafka     {report['no_kafka_throughput']:.0f} texts/s: the same classifier "
         f"processes scoring at once (ratio {report['no_kafka_ratio']:.2f})",
         "  aggregator join   "
@@ -202,38 +227,95 @@ def format_summary(report: dict) -> str:
         f"agreement with offline {report['agreement']:.2%}, complete {report['complete']:.2%}",
         f"  accuracy          {report['accuracy']:.2%} through the pipeline, "
         f"{report['default_path_accuracy']:.2%} through scikit-learn's default path",
-        f"  warm-up           {report['warmup']} texts before each measured run",
+        warmup_line(report),
     ]
-    if report.get("encoder"):
-        lines.insert(
-            5,
-            f"  encoder           {report['encoder']}: {report['encoder_inprocess_throughput']:.0f}"
-            f" texts/s in process on {report['encoder_threads']} thread(s), the limit; end to "
-            f"end {report['encoder_ratio']:.2f} of it",
-        )
-        if "half_rate" in report:
-            lines.insert(
-                6,
-                f"  at half of it     {report['half_rate']:.0f} texts/s offered: "
-                f"{report['half_rate_throughput']:.0f} texts/s, "
-                f"p50 {report['half_rate_p50_ms']:.0f} ms, p99 {report['half_rate_p99_ms']:.0f} ms",
-            )
+    if "sweep" in report:
+        lines += ["", machine_line(report), *format_sweep(report)]
+    return "\n".join(lines)
+
+
+def machine_line(report: Mapping[str, Any]) -> str:
+    """This machine's speed, beside every block of figures: they compare across machines."""
+    return (
+        f"machine: {report['inprocess_throughput']:.0f} texts/s in process (one core), "
+        f"{report['cores']} cores"
+    )
+
+
+def _http_lines(report: Mapping[str, Any]) -> list[str]:
+    lines = []
     if report.get("via") == "http":
-        lines.insert(
-            3,
+        lines.append(
             f"  via HTTP          request p50 {report['request_p50_ms']:.0f} ms, p95 "
             f"{report['request_p95_ms']:.0f} ms, p99 {report['request_p99_ms']:.0f} ms "
             f"(send to answer; the latency above is the pipeline's own, text to result); "
-            f"{report['request_failures']} failed",
+            f"{report['request_failures']} failed"
         )
     if "closed_loop_clients" in report:
-        lines.insert(
-            4,
+        lines.append(
             f"  closed loop       {report['closed_loop_clients']} clients: "
             f"{report['closed_loop_answers_per_s']:.0f} answers/s, request p50 "
             f"{report['closed_loop_request_p50_ms']:.0f} ms, p99 "
             f"{report['closed_loop_request_p99_ms']:.0f} ms (pipeline p99 "
-            f"{report['closed_loop_p99_ms']:.0f} ms)",
+            f"{report['closed_loop_p99_ms']:.0f} ms)"
         )
-    lines.insert(3, _hop_line(report))  # after the latency it splits
-    return "\n".join(lines)
+    return lines
+
+
+def _cost_lines(report: Mapping[str, Any]) -> list[str]:
+    """CPU per text while texts flow, and the stack at rest, by role."""
+    broker = (
+        "broker included"
+        if report["broker_counted"]
+        else "broker not counted: its processes are not known here"
+    )
+    lines = [
+        f"  CPU per text      {report['cpu_ms_per_text']:.2f} ms, every process of the stack "
+        f"({broker}): " + format_roles(report["cpu_ms_per_text_by_role"])
+    ]
+    if report["rest_cpu_pct_by_role"]:
+        lines.append(
+            f"  at rest           {report['rest_cpu_pct']:.1f} % of one core over "
+            f"{report['rest_s']:g} s, no texts: "
+            + format_roles(report["rest_cpu_pct_by_role"], " %")
+        )
+    return lines
+
+
+def _encoder_lines(report: Mapping[str, Any]) -> list[str]:
+    if not report.get("encoder"):
+        return []
+    lines = [
+        f"  encoder           {report['encoder']}: {report['encoder_inprocess_throughput']:.0f}"
+        f" texts/s in process on {report['encoder_threads']} thread(s), the limit; end to "
+        f"end {report['encoder_ratio']:.2f} of it"
+    ]
+    if "half_rate" in report:
+        lines.append(
+            f"  at half of it     {report['half_rate']:.0f} texts/s offered: "
+            f"{report['half_rate_throughput']:.0f} texts/s, "
+            f"p50 {report['half_rate_p50_ms']:.0f} ms, p99 {report['half_rate_p99_ms']:.0f} ms"
+        )
+    return lines
+
+
+def warmup_line(report: Mapping[str, Any]) -> str:
+    """How long the warm-up before each measured run took, and the first run's rounds."""
+    if report["warmup"] is not None:
+        return (
+            f"  warm-up           {report['warmup']} texts before each measured run "
+            f"({report['warmup_s']:.1f} s)"
+        )
+    first = report["runs"][0]
+    p99s = first["warmup_round_p99_ms"]
+    settled = "settled" if report["warmup_settled"] else "NOT settled (cap reached)"
+    return (
+        f"  warm-up           {settled} in {report['warmup_s']:.1f} s (median); first run: "
+        f"{len(p99s)} rounds, {first['warmup_texts']} texts, p99 "
+        + " → ".join(f"{p:.0f}" for p in p99s)
+        + " ms"
+    )
+
+
+def _runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"

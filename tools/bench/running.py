@@ -1,8 +1,9 @@
-"""One run of the benchmark: the pipeline's processes (and, with `via="http"`, a gateway) started
-on fresh topics, warm-up texts published and their results awaited, then the measured texts
-published as fast as possible or at a fixed rate while a `read_committed` reader of the labels
-topic records when each result arrives; the run's throughput, latencies, CPU seconds of each
-part and correctness summarised as a `RunResult`.
+"""One run of the benchmark: the stack's processes as `triage up` starts them, monitor included
+(and, with `via="http"`, a gateway) started on fresh topics, warmed up (rounds of traffic until
+the latency settles, or an asked count of texts), then the measured texts published as fast as
+possible or at a fixed rate while a `read_committed` reader of the labels topic records when
+each result arrives, and last the stack left at rest a while; the run's throughput, latencies,
+CPU per text and at rest by role, and correctness summarised as a `RunResult`.
 """
 
 from __future__ import annotations
@@ -29,10 +30,17 @@ from triage.producer.settings import ProducerSettings
 from triage.schemas.codec import Rejected, decode_label
 from triage.schemas.models import TextRecord
 from triage.tools import supervisor
+from triage.tools.bench import warmup as warming
+from triage.tools.bench.costs import (
+    CpuMeter,
+    per_text_ms,
+    percent_of_core,
+    roles,
+    stack_total,
+)
 from triage.tools.http_load import HttpLoad
 
 log = logging.getLogger(__name__)
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -41,7 +49,9 @@ class RunResult:
     p50_ms: float
     p95_ms: float
     p99_ms: float
-    cpu_s_per_1000: float
+    # CPU milliseconds per measured text of the stack: every process of it, the broker's when
+    # its pids are known (`broker_counted`), never the bench's own
+    cpu_ms_per_text: float
     results: int
     duplicates: int
     missing: int
@@ -58,9 +68,20 @@ class RunResult:
     # timestamps (decided_to_read: to this process reading the result)
     hop_p50_ms: dict[str, float] = field(default_factory=dict)
     hop_p99_ms: dict[str, float] = field(default_factory=dict)
-    # CPU seconds per 1,000 texts of each part: classifiers, aggregator, gateway, the broker
-    # (when its pids are known) and this process (publishing and reading the results)
-    cpu_s_per_1000_by_role: dict[str, float] = field(default_factory=dict)
+    # CPU milliseconds per text of each role: classifiers (or the encoder), aggregator,
+    # monitor, gateway, broker (when its pids are known) and bench (this process, publishing
+    # and reading the results: reported, not counted in the stack's total)
+    cpu_ms_per_text_by_role: dict[str, float] = field(default_factory=dict)
+    broker_counted: bool = False
+    # the stack at rest after the measured texts, no texts at all: percent of one core
+    rest_s: float = 0.0
+    rest_cpu_pct: float = float("nan")
+    rest_cpu_pct_by_role: dict[str, float] = field(default_factory=dict)
+    # the warm-up before the measured texts: how long, how many texts, each round's p99
+    warmup_s: float = 0.0
+    warmup_texts: int = 0
+    warmup_round_p99_ms: list[float] = field(default_factory=list)
+    warmup_settled: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,27 +104,19 @@ class RunSpec:
     # (a closed loop) the N clients whose answers a second are measured.
     clients: int = 64
     fused: bool = True  # an encoder's heads in its process, as `triage up` runs them
+    monitor: bool = True  # the monitor too, as `triage up` runs it
+    rest_s: float = 0.0  # seconds of the stack at rest measured after the texts (0: none)
 
 
-def series(spec: RunSpec, rate: float | None, warmup: int, repeat: int) -> list[RunResult]:
-    """`repeat` runs of `spec` at `rate` (None: as fast as possible), one after the other."""
+def series(spec: RunSpec, rate: float | None, warmup: int | None, repeat: int) -> list[RunResult]:
+    """`repeat` runs of `spec` at `rate` (None: as fast as possible), one after the other;
+    `warmup` texts before each (None: until the latency settles)."""
     runs = []
     for i in range(repeat):
         result = run_once(spec, rate, warmup)
         log.info("run %d/%d (rate %s): %s", i + 1, repeat, rate or "max", result)
         runs.append(result)
     return runs
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (FileNotFoundError, IndexError):
-            pass
-    return total / CLK_TCK
 
 
 class LabelFollower(threading.Thread):
@@ -161,17 +174,18 @@ class ResultCollector(LabelFollower):
             )
 
 
-def run_once(spec: RunSpec, rate: float | None, warmup: int = 0) -> RunResult:
-    """One run on fresh topics. The first `warmup` texts (at the same rate) are published and
-    their results awaited before anything is measured: until then the consumer groups are still
-    joining and the clients fetching metadata, which is start-up, not the pipeline's speed.
+def run_once(spec: RunSpec, rate: float | None, warmup: int | None = 0) -> RunResult:
+    """One run on fresh topics. Warm-up texts (at the same rate) are published and their
+    results awaited before anything is measured: `warmup` of them, or (None) rounds until the
+    latency settles. Until then the consumer groups are still joining, the clients fetching
+    metadata and the broker's JIT compiling, which is start-up, not the pipeline's speed.
     `via="http"` sends the texts as requests to a `triage serve` of the run instead."""
     settings = spec.base.model_copy(update={"topic_prefix": f"bench-{uuid.uuid4().hex[:8]}-"})
     ensure_topics(settings)
     env = _children_env(settings, spec.threads)
     inputs = supervisor.inputs_of(spec.models_dir, spec.labels)
     children = supervisor.plan(
-        spec.models_dir, inputs, spec.colocated, None, env, monitor=False, fused=spec.fused
+        spec.models_dir, inputs, spec.colocated, None, env, monitor=spec.monitor, fused=spec.fused
     )
     gateway = None
     if spec.via == "http":
@@ -194,6 +208,9 @@ def _children_env(settings: CommonSettings, threads: int | None) -> dict[str, st
         "TRIAGE_TOPIC_PREFIX": settings.topic_prefix,
         # Measure complete joins: a classifier running behind must not be decided without.
         "TRIAGE_JOIN_TIMEOUT_S": os.environ.get("TRIAGE_JOIN_TIMEOUT_S", "600"),
+        # Every process serves its metrics, as under `triage up` (a free port each: several
+        # benches or stacks may share the machine)
+        "TRIAGE_METRICS_PORT": "0",
     } | supervisor.connection_env(settings)
     if threads is not None:  # the encoder's (no other service has threads to set)
         env["TRIAGE_THREADS"] = str(threads)
@@ -207,16 +224,36 @@ class _Measured:
     collector: ResultCollector
     records: list[TextRecord]
     warm: list[TextRecord]
+    warm_up: warming.WarmUp
     first_publish: float
-    cpu_used: float
-    by_role: dict[str, float]
+    used_s: dict[str, float]  # CPU seconds by role while the measured texts went through
+    rest: dict[str, float]  # percent of one core by role at rest (empty: not measured)
+    rest_s: float
+    broker_counted: bool
     load: HttpLoad | None
 
     def result(self, expected: dict[str, str | None]) -> RunResult:
+        by_role = per_text_ms(self.used_s, len(self.records))
         result = _summarise(
-            self.collector, self.records, expected, self.first_publish, self.cpu_used, self.warm
+            self.collector,
+            self.records,
+            expected,
+            self.first_publish,
+            stack_total(by_role),
+            self.warm,
         )
-        result = replace(result, cpu_s_per_1000_by_role=self.by_role)
+        result = replace(
+            result,
+            cpu_ms_per_text_by_role=by_role,
+            broker_counted=self.broker_counted,
+            rest_s=self.rest_s,
+            rest_cpu_pct=stack_total(self.rest) if self.rest else float("nan"),
+            rest_cpu_pct_by_role=self.rest,
+            warmup_s=round(self.warm_up.seconds, 2),
+            warmup_texts=self.warm_up.texts,
+            warmup_round_p99_ms=self.warm_up.round_p99_ms,
+            warmup_settled=self.warm_up.settled,
+        )
         if self.load is None:
             return result
         requests = sorted(self.load.latencies_ms)
@@ -236,15 +273,15 @@ def _measure(
     children: list[supervisor.Child],
     gateway: _Gateway | None,
     rate: float | None,
-    warmup: int,
+    warmup: int | None,
 ) -> _Measured:
-    """Warm up, then publish the measured texts and wait for their results (or `timeout_s`)."""
-    texts = spec.texts
-    warm = [TextRecord(id=f"w{i:07d}", text=texts[i % len(texts)]) for i in range(warmup)]
-    records = [TextRecord(id=f"b{i:07d}", text=t) for i, t in enumerate(texts)]
+    """Warm up, publish the measured texts and wait for their results (or `timeout_s`), then
+    leave the stack at rest `spec.rest_s` (the bench's reader stopped: it is no user's)."""
+    records = [TextRecord(id=f"b{i:07d}", text=t) for i, t in enumerate(spec.texts)]
     collector = ResultCollector(settings)
     collector.start()
     collector.ready.wait(30)
+    by_role = roles([(c.name, c.process.pid) for c in children if c.process], spec.broker_pids)
     with Publisher(ProducerSettings(**dict(settings))) as publisher:
         load = (
             None
@@ -252,23 +289,76 @@ def _measure(
             else HttpLoad(gateway.url, clients=spec.clients, wait_s=spec.timeout_s)
         )
         send = _sender(publisher, load, rate)
-        if warm:
-            send(warm)
-            if not collector.wait_for(_answered(warm, load), spec.timeout_s):
-                raise TimeoutError(f"warm-up: not every result arrived in {spec.timeout_s:.0f}s")
+        warm, warm_up = _warm_up(spec, collector, send, load, rate, warmup)
         if load is not None:
             load.latencies_ms.clear()
             load.failures.clear()
             load.failed_ids.clear()
-        cpu = _CpuMeter(children, spec.broker_pids)
+        cpu = CpuMeter(by_role)
         first_publish = time.time()
         send(records)
     collector.wait_for(_answered(records, load), spec.timeout_s)
+    used_s = cpu.used()  # from the first text sent to the last result read
     time.sleep(0.5)  # let duplicates, if any, show up
     collector.stop.set()
     collector.join(10)
-    cpu_used, by_role = cpu.used(len(records))
-    return _Measured(collector, records, warm, first_publish, cpu_used, by_role, load)
+    rest = {}
+    if spec.rest_s > 0:
+        at_rest = CpuMeter(by_role)
+        time.sleep(spec.rest_s)
+        rest = percent_of_core(at_rest.used(), spec.rest_s)
+    return _Measured(
+        collector,
+        records,
+        warm,
+        warm_up,
+        first_publish,
+        used_s,
+        rest,
+        spec.rest_s,
+        "broker" in by_role,
+        load,
+    )
+
+
+def _warm_up(
+    spec: RunSpec,
+    collector: ResultCollector,
+    send: Callable[[list[TextRecord]], None],
+    load: HttpLoad | None,
+    rate: float | None,
+    count: int | None,
+) -> tuple[list[TextRecord], warming.WarmUp]:
+    """`count` texts at `rate`, results awaited; or (None) rounds of `warming.ROUND_S` of
+    traffic until a round's pipeline p99 settles. Every warm-up text, and what it took."""
+    texts = spec.texts
+    size = warming.round_size(rate) if count is None else count
+    warm: list[TextRecord] = []
+    took = warming.WarmUp()
+    started = time.monotonic()
+    while size and (
+        not took.round_p99_ms
+        if count is not None
+        else warming.another_round(took.round_p99_ms, time.monotonic() - started)
+    ):
+        n = len(warm)
+        batch = [
+            TextRecord(id=f"w{n + i:07d}", text=texts[(n + i) % len(texts)]) for i in range(size)
+        ]
+        send(batch)
+        if not collector.wait_for(_answered(batch, load), spec.timeout_s):
+            raise TimeoutError(f"warm-up: not every result arrived in {spec.timeout_s:.0f}s")
+        warm += batch
+        latencies = sorted(
+            collector.arrivals[r.id][0][2] for r in batch if r.id in collector.arrivals
+        )
+        took.round_p99_ms.append(_percentile(latencies, 99))
+    took.texts = len(warm)
+    took.seconds = time.monotonic() - started
+    took.settled = count is not None or warming.settled(took.round_p99_ms)
+    if not took.settled:
+        log.warning("warm-up: p99 still moving after %.0fs: %s ms", took.seconds, took.round_p99_ms)
+    return warm, took
 
 
 def _answered(records: list[TextRecord], load: HttpLoad | None) -> list[str]:
@@ -290,42 +380,6 @@ def _sender(
             load.run(batch, rate)
 
     return send
-
-
-class _CpuMeter:
-    """CPU seconds of the run's processes from its creation on: all of them, and by role."""
-
-    def __init__(self, children: list[supervisor.Child], broker_pids: Sequence[int]) -> None:
-        self.roles = _roles(children, broker_pids)
-        self.pids = [c.process.pid for c in children if c.process]
-        self.before = cpu_seconds(self.pids)
-        self.roles_before = {role: cpu_seconds(ps) for role, ps in self.roles.items()}
-
-    def used(self, texts: int) -> tuple[float, dict[str, float]]:
-        """CPU seconds used since, and each role's per 1,000 of `texts`."""
-        cpu_used = cpu_seconds(self.pids) - self.before
-        by_role = {
-            role: round((cpu_seconds(ps) - self.roles_before[role]) / texts * 1000, 3)
-            for role, ps in self.roles.items()
-        }
-        return cpu_used, by_role
-
-
-def _roles(children: list[supervisor.Child], broker_pids: Sequence[int]) -> dict[str, list[int]]:
-    roles: dict[str, list[int]] = {
-        "encoder": [],
-        "classifiers": [],
-        "aggregator": [],
-        "gateway": [],
-    }
-    for child in children:
-        if child.process:
-            role = child.name.split()[0]
-            roles["classifiers" if role == "classifier" else role].append(child.process.pid)
-    roles = {role: pids for role, pids in roles.items() if pids}
-    if broker_pids:
-        roles["broker"] = list(broker_pids)
-    return roles | {"bench": [os.getpid()]}
 
 
 @dataclass
@@ -354,7 +408,7 @@ def _gateway_child(env: dict[str, str]) -> _Gateway:
     return _Gateway(supervisor.Child("gateway", argv, env), f"http://127.0.0.1:{port}")
 
 
-def _summarise(collector, records, expected, first_publish, cpu_used, warm=()) -> RunResult:
+def _summarise(collector, records, expected, first_publish, cpu_ms_per_text, warm=()) -> RunResult:
     arrivals = {r.id: collector.arrivals[r.id] for r in records if r.id in collector.arrivals}
     firsts = [a[0] for a in arrivals.values()]
     last = max((a[0] for a in firsts), default=first_publish)
@@ -368,7 +422,7 @@ def _summarise(collector, records, expected, first_publish, cpu_used, warm=()) -
         p50_ms=_percentile(latencies, 50),
         p95_ms=_percentile(latencies, 95),
         p99_ms=_percentile(latencies, 99),
-        cpu_s_per_1000=round(cpu_used / n * 1000, 3),
+        cpu_ms_per_text=cpu_ms_per_text,
         results=len(every),
         duplicates=len(every) - len(arrivals),
         missing=n - len(arrivals),

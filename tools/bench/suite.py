@@ -1,7 +1,8 @@
 """`bench` itself: the data and models made ready, the offline decisions and the in-process
 limits measured, then a series of runs of the pipeline (and, with an encoder and no rate asked,
 a second series at half the encoder's rate; via HTTP with `clients`, a closed-loop series of
-that many clients at full speed), and the report of them all.
+that many clients at full speed; with `rates`, a series at each of them, the sweep), and the
+report of them all.
 """
 
 from __future__ import annotations
@@ -47,7 +48,17 @@ def bench(
     threads: int | None = None,
     clients: int | None = None,
     fused: bool = True,
+    monitor: bool = True,
+    rest_s: float = 10.0,
+    rates: Sequence[float] = (),
 ) -> dict[str, Any]:
+    """The report of the benchmark (see the package's docstring). `warmup`: texts before each
+    run, or None for rounds until the latency settles; `rest_s`: seconds of each run's stack
+    measured at rest after its texts (0: none); `rates`: a sweep, one series at each (`rate`
+    is then the lowest of them)."""
+    rates = sorted(rates)
+    if rates:
+        rate = rates[0]
     data = select_classes(read_dataset(data_path), classes)
     models_dir, held_out, held_out_labels = prepare_models(data, models_dir, encoder_name)
     models = load_models(models_dir, sorted(set(data.labels)))
@@ -59,8 +70,6 @@ def bench(
     served = None if encoder is None else embed(encoder, texts)
     fast = winners(Scorer(models).score(texts, served))
     expected = {f"b{i:07d}": label for i, label in enumerate(fast)}
-    if warmup is None:  # three seconds of traffic, or 500 texts at full speed
-        warmup = int(3 * rate) if rate else 500
     limits = measure_limits(models, held_out, colocated, encoder)
     settle_heap()  # no full collection pausing the result collector's clock mid-run
     spec = RunSpec(
@@ -75,12 +84,17 @@ def bench(
         broker_pids=broker_pids,
         threads=threads if encoder is not None else None,
         fused=fused,
+        monitor=monitor,
+        rest_s=rest_s,
     )
     runs = series(spec, rate, warmup, repeat)
+    sweep: dict[float, list[RunResult]] = {}  # the first rate's runs are `runs`
+    for each in rates:
+        sweep[each] = runs if each == rate else series(spec, each, warmup, repeat)
     half: list[RunResult] = []
     if limits.encoding is not None and rate is None:
         half_rate = round(limits.encoding / 2, 1)
-        half = series(spec, half_rate, int(3 * half_rate) or warmup, repeat)
+        half = series(spec, half_rate, warmup, repeat)
     closed: list[RunResult] = []
     if via == "http" and clients:  # N clients, each sending its next text when answered
         closed = series(replace(spec, clients=clients), None, warmup, repeat)
@@ -89,8 +103,8 @@ def bench(
         accuracy(default_path_labels(models, texts, served), truth),
         join_costs(len(labels)),
     )
-    asked = Asked(via, mode, len(labels), messages, rate, repeat, warmup, clients)
-    summary = report(asked, runs, half, limits, encoder, quality, closed)
+    asked = Asked(via, mode, len(labels), messages, rate, repeat, warmup, clients, monitor)
+    summary = report(asked, runs, half, limits, encoder, quality, closed, sweep)
     if encoder is not None:  # where the heads ran: in the encoder's process, or beside it
         summary["heads_with_encoder"] = fused
     return summary
