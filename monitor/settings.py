@@ -28,13 +28,14 @@ class MonitorSettings(CommonSettings):
     )
     max_batch: int = Field(default=2000, ge=1)
     poll_timeout_ms: int = Field(default=POLL_TIMEOUT_MS, ge=1)
-    # Off the answer's path: nothing waits for the monitor's outputs, so it gathers a second of
-    # results into each transaction instead of paying one a poll (at 50 texts/s that was a
-    # transaction every 20 ms, and most of the monitor's and a fifth of the broker's CPU).
+    # Off the answer's path: nothing waits for the monitor's outputs, so it commits at most once
+    # a second instead of once a poll (at 50 texts/s that was a transaction every 20 ms, and
+    # most of the monitor's CPU).
     commit_interval_ms: int = Field(
         default=1000,
         ge=0,
         le=60_000,
-        description="results gathered into one transaction for up to this long (0: one a poll)",
+        description="at most one transaction this often: results polled sooner wait for the"
+        " rest of it (0: one transaction a poll)",
     )
     group_id: str = MONITOR.group_id()
