@@ -110,6 +110,7 @@ class Service:
     # Streams' `commit.interval.ms`; unlike it, a text after a quiet spell does not wait.
     commit_interval_ms = 0
     producer_overrides: Mapping[str, Any] = {}
+    consumer_overrides: Mapping[str, Any] = {}
     static_member = False
     overlap_chunk: int | None = None
 
@@ -181,6 +182,7 @@ class Application:
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
             **member,
+            **svc.consumer_overrides,
         )
         session = Session(s, producer)
         positions = group_health.PositionWatch()
