@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from triage.aggregator.settings import AggregatorSettings
-from triage.cli.main import default_of, kafka_flags, models_flag, settings_from
+from triage.cli.options import default_of, kafka_flags, models_flag, settings_from
 from triage.consumers.settings import ClassifierSettings
 from triage.core.errors import ConfigError
 from triage.core.settings import CommonSettings
@@ -23,7 +23,7 @@ from triage.gateway.settings import GatewaySettings
 from triage.monitor.settings import MonitorSettings
 
 if TYPE_CHECKING:
-    from triage.cli.main import Subparsers
+    from triage.cli.options import Subparsers
     from triage.core.model.artifacts import LoadedModel
     from triage.encoder.sentence import SentenceEncoder
 

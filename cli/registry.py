@@ -15,12 +15,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from triage.aggregator.settings import AggregatorSettings
-from triage.cli.main import default_of, kafka_flags, settings_from
+from triage.cli.options import default_of, kafka_flags, settings_from
 from triage.consumers.settings import ClassifierSettings
 from triage.core.runtime.clock import now_ms
 
 if TYPE_CHECKING:
-    from triage.cli.main import Subparsers
+    from triage.cli.options import Subparsers
     from triage.tools.shadow import ShadowReport
 
 
