@@ -35,6 +35,7 @@ _ORDER = (
     "compare",
     "classifier",
     "classifiers",
+    "ready",
     "promote",
     "retire",
     "shadow-report",

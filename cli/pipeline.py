@@ -167,6 +167,8 @@ def _add_up(sub: Subparsers) -> None:
         "up",
         help="run every classifier, the encoders they read, the aggregator and the monitor "
         "until Ctrl-C",
+        description="Run the pipeline's processes and restart any that exits. Logs one line "
+        "once every class votes (`triage ready` waits for the same in a script).",
     )
     p.add_argument("--models", type=Path, required=True)
     p.add_argument("--label", action="append", help="run only these classes")
@@ -193,7 +195,9 @@ def _add_serve(sub: Subparsers) -> None:
         help="HTTP API and a page: publish a text, wait for its result",
         description="Serve POST /v1/classify (and /batch), GET /v1/results/{id}, "
         "/v1/classifiers, /healthz, /readyz, /metrics, the OpenAPI page at /docs and a page "
-        "for people at /. Every instance reads every result, so any instance can answer.",
+        "for people at /. Every instance reads every result, so any instance can answer. "
+        "/readyz is ready once every expected class votes: those with a class record in the "
+        "registry, and those named by --expect and --expect-models.",
     )
     p.add_argument(
         "--host",
@@ -218,6 +222,21 @@ def _add_serve(sub: Subparsers) -> None:
         "--max-batch-texts",
         type=int,
         help=f"texts a batch request may hold ({default_of(GatewaySettings, 'max_batch_texts')})",
+    )
+    p.add_argument(
+        "--expect",
+        dest="expected_classes",
+        action="append",
+        metavar="CLASS",
+        help="a class /readyz waits for besides those with a class record, repeatable "
+        "(TRIAGE_EXPECTED_CLASSES, comma-separated)",
+    )
+    p.add_argument(
+        "--expect-models",
+        dest="expected_models",
+        type=Path,
+        metavar="DIR",
+        help="/readyz waits for every class of this models folder (TRIAGE_EXPECTED_MODELS)",
     )
     kafka_flags(p)
     p.set_defaults(func=cmd_serve)
@@ -329,7 +348,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
     for line in supervisor.metrics_urls(children, settings.metrics_host):
         print(line, flush=True)
-    return supervisor.supervise(children, stop_on_signals())
+    stop = stop_on_signals()
+    supervisor.tell_when_voting(settings, set(labels), stop)
+    return supervisor.supervise(children, stop)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
