@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from triage.cli import data, models, ops, pipeline, registry
 from triage.core.errors import OperatorError
-from triage.core.kafka import KafkaError, security
+from triage.core.kafka import KafkaError, noise, security
 from triage.local import cli as kafka_cli
 
 if TYPE_CHECKING:
@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
+    noise.quiet_harmless_noise()
     try:
         return args.func(args)
     except OperatorError as exc:
