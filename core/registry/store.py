@@ -179,15 +179,19 @@ def wait_for_classifiers(
     timeout_s: float | None,
     voting: bool = False,
     stop: threading.Event | None = None,
+    waiting_for: Callable[[dict[str, str]], None] | None = None,
 ) -> None:
     """Block until every class in `labels` has announced itself and, if it has a class record,
     its latest voting span has started; with `voting`, also until each class votes (its class
     record names a voter whose process announced it: `not_voting`). TimeoutError names the
-    classes still waited for and why; `timeout_s` None waits until `stop` is set."""
+    classes still waited for and why; `timeout_s` None waits until `stop` is set.
+    `waiting_for` is told what is still waited for after each read of the registry."""
     reader = RegistryReader.open(settings)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     try:
         while waiting := not_ready(reader.view, labels, now_ms(), voting):
+            if waiting_for is not None:
+                waiting_for(waiting)
             if stop is not None and stop.is_set():
                 return
             if deadline is not None and time.monotonic() > deadline:
@@ -195,6 +199,8 @@ def wait_for_classifiers(
                     f"classifiers not ready after {timeout_s:.0f}s: {describe(waiting)}"
                 )
             reader.poll(timeout_ms=300)
+        if waiting_for is not None:
+            waiting_for({})
     finally:
         reader.close()
 
