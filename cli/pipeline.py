@@ -197,7 +197,7 @@ def _add_serve(sub: Subparsers) -> None:
         "/v1/classifiers, /healthz, /readyz, /metrics, the OpenAPI page at /docs and a page "
         "for people at /. Every instance reads every result, so any instance can answer. "
         "/readyz is ready once every expected class votes: those with a class record in the "
-        "registry, and those named by --expect and --expect-models.",
+        "registry, and those named by --expected-classes and --expected-models.",
     )
     p.add_argument(
         "--host",
@@ -224,15 +224,15 @@ def _add_serve(sub: Subparsers) -> None:
         help=f"texts a batch request may hold ({default_of(GatewaySettings, 'max_batch_texts')})",
     )
     p.add_argument(
-        "--expect",
+        "--expected-classes",
         dest="expected_classes",
         action="append",
         metavar="CLASS",
-        help="a class /readyz waits for besides those with a class record, repeatable "
-        "(TRIAGE_EXPECTED_CLASSES, comma-separated)",
+        help="classes /readyz waits for besides those with a class record, comma-separated "
+        "or repeated (TRIAGE_EXPECTED_CLASSES)",
     )
     p.add_argument(
-        "--expect-models",
+        "--expected-models",
         dest="expected_models",
         type=Path,
         metavar="DIR",

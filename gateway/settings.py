@@ -50,7 +50,9 @@ class GatewaySettings(ProducerSettings):
     @field_validator("expected_classes", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
-        """`TRIAGE_EXPECTED_CLASSES=a,b` as the flags' list: one name a comma."""
-        if isinstance(value, str):
-            return tuple(name.strip() for name in value.split(",") if name.strip())
-        return value
+        """`TRIAGE_EXPECTED_CLASSES=a,b`, and each flag's value, split at commas."""
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            return value
+        names = (name.strip() for item in items for name in str(item).split(","))
+        return tuple(name for name in names if name)

@@ -1,5 +1,5 @@
 """Ready means every class votes. `triage up` (one process a class) and `triage serve
---expect-models` start together on fresh topics; the texts sent the moment `/readyz` first
+--expected-models` start together on fresh topics; the texts sent the moment `/readyz` first
 answers 200 are decided by every class, exactly as the same models decide them offline.
 `triage ready` waits for the same, `triage up` says when, and a class that never comes keeps
 the gateway not ready, named in `missing`."""
@@ -27,7 +27,8 @@ def serve(procs, *flags: str, env: dict[str, str]) -> str:
 
 def test_texts_sent_the_moment_readyz_says_ready_are_decided_by_every_class(procs, demo_models):
     labels = available_labels(demo_models)
-    base = serve(procs, "--expect-models", str(demo_models), env={"TRIAGE_MAX_BATCH_TEXTS": "1000"})
+    batch = {"TRIAGE_MAX_BATCH_TEXTS": "1000"}
+    base = serve(procs, "--expected-models", str(demo_models), env=batch)
     procs.start("up", "up", "--models", str(demo_models), "--metrics-base-port", str(free_port()))
 
     seen: list[dict] = []  # every not-ready answer, until the first ready one

@@ -72,6 +72,8 @@ def test_expected_classes_from_the_environment_and_a_models_folder(tmp_path, mon
     monkeypatch.setenv("TRIAGE_EXPECTED_MODELS", str(tmp_path))
     g = gateway()
     assert g.settings.expected_classes == ("a", "b")
+    flags = GatewaySettings(connection=KAFKA, expected_classes=["a,b", " c"])  # as the flags
+    assert flags.expected_classes == ("a", "b", "c")
     assert g.expected == {"a", "b", "c", "d"}
     assert len(g.missing()) == 4 and "4 expected class(es)" in (g.not_ready or "")
 
