@@ -238,6 +238,7 @@ def report(
 def serve(settings: CommonSettings, port: int) -> None:
     """`triage serve` beside the running demo pipeline, until Ctrl-C."""
     argv = [sys.executable, "-m", "triage.cli", "serve", "--port", str(port)]
+    argv += ["--expected-models", str(MODELS)]  # ready once every class of the demo votes
     log_file = LOGS / "serve.log"
     with log_file.open("w") as log:
         gateway = subprocess.Popen(
