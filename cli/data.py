@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from triage.cli.main import default_of, kafka_flags, models_flag, settings_from
+from triage.cli.options import default_of, kafka_flags, models_flag, settings_from
 from triage.core.errors import ConfigError
 from triage.core.runtime.clock import now_ms
 from triage.core.settings import CommonSettings
@@ -24,7 +24,7 @@ from triage.monitor.settings import MonitorSettings
 from triage.producer.settings import ProducerSettings
 
 if TYPE_CHECKING:
-    from triage.cli.main import Subparsers
+    from triage.cli.options import Subparsers
     from triage.schemas.models import CorrectionRecord
 
 

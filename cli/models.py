@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from triage.aggregator.settings import AggregatorSettings
 
 if TYPE_CHECKING:
-    from triage.cli.main import Subparsers
+    from triage.cli.options import Subparsers
 
 
 def _add_train(sub: Subparsers) -> None:

@@ -15,13 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from triage.cli.main import kafka_flags, settings_from
+from triage.cli.options import kafka_flags, settings_from
 from triage.core.errors import ConfigError, OperatorError
 from triage.core.settings import CommonSettings
 from triage.local import cluster as local_cluster
 
 if TYPE_CHECKING:
-    from triage.cli.main import Subparsers
+    from triage.cli.options import Subparsers
 
 log = logging.getLogger("triage")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from triage.aggregator.settings import AggregatorSettings
-from triage.cli.main import default_of, kafka_flags, models_flag, settings_from
+from triage.cli.options import default_of, kafka_flags, models_flag, settings_from
 from triage.consumers.settings import ClassifierSettings
 from triage.core.errors import ConfigError
 from triage.core.settings import CommonSettings
@@ -23,7 +23,7 @@ from triage.gateway.settings import GatewaySettings
 from triage.monitor.settings import MonitorSettings
 
 if TYPE_CHECKING:
-    from triage.cli.main import Subparsers
+    from triage.cli.options import Subparsers
     from triage.core.model.artifacts import LoadedModel
     from triage.encoder.sentence import SentenceEncoder
 
@@ -167,6 +167,8 @@ def _add_up(sub: Subparsers) -> None:
         "up",
         help="run every classifier, the encoders they read, the aggregator and the monitor "
         "until Ctrl-C",
+        description="Run the pipeline's processes and restart any that exits. Logs one line "
+        "once every class votes (`triage ready` waits for the same in a script).",
     )
     p.add_argument("--models", type=Path, required=True)
     p.add_argument("--label", action="append", help="run only these classes")
@@ -193,7 +195,9 @@ def _add_serve(sub: Subparsers) -> None:
         help="HTTP API and a page: publish a text, wait for its result",
         description="Serve POST /v1/classify (and /batch), GET /v1/results/{id}, "
         "/v1/classifiers, /healthz, /readyz, /metrics, the OpenAPI page at /docs and a page "
-        "for people at /. Every instance reads every result, so any instance can answer.",
+        "for people at /. Every instance reads every result, so any instance can answer. "
+        "/readyz is ready once every expected class votes: those with a class record in the "
+        "registry, and those named by --expected-classes and --expected-models.",
     )
     p.add_argument(
         "--host",
@@ -218,6 +222,21 @@ def _add_serve(sub: Subparsers) -> None:
         "--max-batch-texts",
         type=int,
         help=f"texts a batch request may hold ({default_of(GatewaySettings, 'max_batch_texts')})",
+    )
+    p.add_argument(
+        "--expected-classes",
+        dest="expected_classes",
+        action="append",
+        metavar="CLASS",
+        help="classes /readyz waits for besides those with a class record, comma-separated "
+        "or repeated (TRIAGE_EXPECTED_CLASSES)",
+    )
+    p.add_argument(
+        "--expected-models",
+        dest="expected_models",
+        type=Path,
+        metavar="DIR",
+        help="/readyz waits for every class of this models folder (TRIAGE_EXPECTED_MODELS)",
     )
     kafka_flags(p)
     p.set_defaults(func=cmd_serve)
@@ -329,7 +348,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
     for line in supervisor.metrics_urls(children, settings.metrics_host):
         print(line, flush=True)
-    return supervisor.supervise(children, stop_on_signals())
+    stop = stop_on_signals()
+    supervisor.tell_when_voting(settings, set(labels), stop)
+    return supervisor.supervise(children, stop)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

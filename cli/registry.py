@@ -1,6 +1,7 @@
 """The classifier registry: `classifiers` lists it, `promote`, `retire` change who votes, and
 `shadow-report` judges a version that does not vote yet on the traffic it scored; `gate` is
-`promote`'s check alone, for a CI job (exit 0: it may vote, 2: refused, one line a reason).
+`promote`'s check alone, for a CI job (exit 0: it may vote, 2: refused, one line a reason);
+`ready` waits until every class votes, for a script that just started the pipeline.
 
 These are the operator's side of the registry protocol (triage/core/registry): each reads or
 appends records on the registry topic and exits; the running classifiers and aggregators follow.
@@ -11,16 +12,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from triage.aggregator.settings import AggregatorSettings
-from triage.cli.main import default_of, kafka_flags, settings_from
+from triage.cli.options import default_of, kafka_flags, settings_from
 from triage.consumers.settings import ClassifierSettings
+from triage.core.errors import ConfigError
 from triage.core.runtime.clock import now_ms
+from triage.core.settings import CommonSettings
 
 if TYPE_CHECKING:
-    from triage.cli.main import Subparsers
+    from triage.cli.options import Subparsers
     from triage.tools.shadow import ShadowReport
 
 
@@ -36,6 +41,21 @@ def _add_classifiers(sub: Subparsers) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object a line")
     kafka_flags(p)
     p.set_defaults(func=cmd_classifiers)
+
+
+def _add_ready(sub: Subparsers) -> None:
+    p = sub.add_parser(
+        "ready",
+        help="wait until every class votes (exit 1 after --timeout)",
+        description="Block until every class (of --models, or each --label) votes: its class "
+        "record names a voter whose process announced itself. Exit 0 then; after --timeout, "
+        "exit 1 naming the classes still waited for. For scripts after `triage up &`.",
+    )
+    p.add_argument("--models", type=Path, help="every class of this models folder")
+    p.add_argument("--label", action="append", help="this class (repeatable)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds (default %(default)s)")
+    kafka_flags(p)
+    p.set_defaults(func=cmd_ready)
 
 
 def _add_promote(sub: Subparsers) -> None:
@@ -168,6 +188,24 @@ def cmd_classifiers(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ready(args: argparse.Namespace) -> int:
+    from triage.core.model.artifacts import available_labels
+    from triage.core.registry.store import wait_for_classifiers
+
+    labels = set(args.label or []) | set(available_labels(args.models) if args.models else [])
+    if not labels:
+        raise ConfigError("name the classes to wait for: --models DIR or --label CLASS")
+    settings = settings_from(CommonSettings, args)
+    started = time.monotonic()
+    try:
+        wait_for_classifiers(settings, labels, args.timeout, voting=True)
+    except TimeoutError as exc:
+        print(f"triage ready: {exc}", file=sys.stderr)
+        return 1
+    print(f"every class votes ({len(labels)}), after {time.monotonic() - started:.1f}s")
+    return 0
+
+
 def cmd_promote(args: argparse.Namespace) -> int:
     from triage.core.registry.lifecycle import PromotionRefused, promote
     from triage.tools.shadow import format_report
@@ -234,6 +272,7 @@ def cmd_shadow_report(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[Subparsers], None]] = {
     "classifiers": _add_classifiers,
+    "ready": _add_ready,
     "promote": _add_promote,
     "retire": _add_retire,
     "shadow-report": _add_shadow_report,

@@ -217,9 +217,11 @@ def _add_status_routes(
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
-        """Ready when Kafka is reachable and the registry names classifiers that vote."""
+        """Ready when Kafka is reachable and every expected class votes; else 503, and
+        `missing`: each expected class that does not vote yet, with why."""
         if (why := gateway.not_ready) is not None:
-            raise Problem(503, why, {"Retry-After": str(RETRY_AFTER_S)})
+            body = {"error": why, "missing": gateway.missing()}
+            return JSONResponse(body, 503, headers={"Retry-After": str(RETRY_AFTER_S)})
         return JSONResponse({"status": "ready", "voting_classes": len(gateway.voting())})
 
     @app.get("/metrics", include_in_schema=False)
@@ -380,7 +382,7 @@ def serve(settings: GatewaySettings) -> None:
         timeout_graceful_shutdown=10,
         # uvicorn's own default is 5 s: a client pausing longer found its connection closed
         # (the open loop's clients at 20 requests/s did, and lost a request to it)
-        timeout_keep_alive=settings.keep_alive_s,
+        timeout_keep_alive=round(settings.keep_alive_s),
     )
 
     async def run() -> None:

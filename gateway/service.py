@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from triage.core.kafka import KafkaError
+from triage.core.model.artifacts import available_labels
+from triage.core.registry.store import describe
+from triage.core.registry.view import not_voting
 from triage.core.runtime.clock import now_ms
 from triage.gateway.follower import Follower
 from triage.gateway.results import ResultIndex, TextOutcome
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 # How long a publish may take before the request is answered 503: the producer's own limits
 # (max_block_ms for metadata, request_timeout_ms for the acknowledgement) are set to match.
 PUBLISH_TIMEOUT_S = 5.0
+MISSING_NAMED = 5  # classes a not-ready answer names in its one line (`missing` holds all)
 
 Waiter: TypeAlias = "asyncio.Future[TextOutcome]"
 
@@ -56,6 +60,9 @@ class Gateway:
         self.settings = settings
         self.index: ResultIndex[Waiter] = ResultIndex(settings.results_kept)
         self.follower = Follower(settings, self._deliver)
+        self.expected = set(settings.expected_classes)
+        if settings.expected_models is not None:
+            self.expected |= set(available_labels(settings.expected_models))
         self._loop: asyncio.AbstractEventLoop | None = None
         self.publisher: Publisher | None = None
         # Published here with no outcome seen yet (bounded like the index): not published
@@ -79,10 +86,23 @@ class Gateway:
 
     @property
     def not_ready(self) -> str | None:
-        """None when requests can be served and classes vote (`/readyz`), else why not."""
+        """None when requests can be served and every expected class votes (`/readyz`), else
+        why not: a text published before then would be decided without the missing ones."""
         if (why := self.available) is not None:
             return why
+        if missing := self.missing():
+            named = describe(dict(list(missing.items())[:MISSING_NAMED]))
+            more = len(missing) - MISSING_NAMED
+            rest = f" and {more} more" if more > 0 else ""
+            return f"{len(missing)} expected class(es) do not vote yet: {named}{rest}"
         return None if self.voting() else "no classifier votes yet"
+
+    def missing(self) -> dict[str, str]:
+        """Expected classes that do not vote now, with why: those named by the settings (and
+        their models folder) and every class with a class record in the registry."""
+        with self.follower.lock:
+            view = self.follower.view
+            return not_voting(view, self.expected | view.classes().keys(), now_ms())
 
     def voting(self) -> dict[str, str]:
         """The classes that vote now, each with its voting version, as the registry says."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from triage.producer.settings import ProducerSettings
 
@@ -33,5 +35,24 @@ class GatewaySettings(ProducerSettings):
         " balancer's idle timeout (60 s on the common ones), so none reuses a connection the"
         " gateway has just closed",
     )
+    # Readiness: every class the deployment runs votes. The registry alone names only the
+    # classes whose first process has started, so a deployment names the rest.
+    expected_classes: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="classes /readyz waits for besides those with a class record (comma-separated)",
+    )
+    expected_models: Path | None = Field(
+        default=None, description="every class of this models folder is expected too"
+    )
     # A linger of 0 sends a request's text at once: a gateway's texts arrive one by one.
     linger_ms: int = Field(default=0, ge=0)
+
+    @field_validator("expected_classes", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """`TRIAGE_EXPECTED_CLASSES=a,b`, and each flag's value, split at commas."""
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            return value
+        names = (name.strip() for item in items for name in str(item).split(","))
+        return tuple(name for name in names if name)

@@ -3,6 +3,7 @@
 Children are the same `triage` commands an operator would run by hand. A child that exits
 unexpectedly is restarted after a short pause; SIGTERM or Ctrl-C stops all of them with SIGTERM
 (each finishes its open transaction) and waits, killing only what does not stop in time.
+One line says when every class votes, read from the registry as the aggregator reads it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from triage.core.model.artifacts import READS_FEATURES, READS_TEXT, read_manifest
+from triage.core.registry.store import wait_for_classifiers
 from triage.core.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -162,3 +164,23 @@ def shutdown(children: list[Child]) -> int:
         failed += code not in (0, -signal.SIGTERM)
         log.info("%s stopped (exit %s)", child.name, code)
     return 1 if failed else 0
+
+
+def tell_when_voting(settings: CommonSettings, labels: set[str], stop: threading.Event) -> None:
+    """Log one line once every class of `labels` votes (in a thread: `supervise` goes on)."""
+    started = time.monotonic()
+
+    def wait() -> None:
+        try:
+            wait_for_classifiers(settings, labels, None, voting=True, stop=stop)
+        except Exception as exc:  # the registry unreadable: the children say more; so does this
+            log.warning("cannot tell when every class votes: %s", exc)
+            return
+        if not stop.is_set():
+            log.info(
+                "ready: every class votes (%d), %.1fs after start; `triage ready` waits for this",
+                len(labels),
+                time.monotonic() - started,
+            )
+
+    threading.Thread(target=wait, name="ready", daemon=True).start()

@@ -12,11 +12,19 @@ from typing import TextIO
 
 
 class ProgressBar:
-    def __init__(self, total: int, what: str, stream: TextIO | None = None, width: int = 30):
+    def __init__(
+        self,
+        total: int,
+        what: str,
+        stream: TextIO | None = None,
+        width: int = 30,
+        indent: str = "",
+    ):
         self.total = max(total, 1)
         self.what = what
         self.stream = stream or sys.stderr
         self.width = width
+        self.indent = indent
         self.done = 0
         self._started = time.monotonic()
         self._last_tenth = -1
@@ -26,10 +34,16 @@ class ProgressBar:
         filled = self.width * self.done // self.total
         bar = "#" * filled + "." * (self.width - filled)
         elapsed = time.monotonic() - self._started
-        return f"[{bar}] {self.done}/{self.total} {self.what} {elapsed:5.1f}s"
+        return f"{self.indent}[{bar}] {self.done}/{self.total} {self.what} {elapsed:5.1f}s"
 
     def advance(self, note: str = "") -> None:
-        self.done = min(self.done + 1, self.total)
+        self.update(self.done + 1, note)
+
+    def update(self, done: int, note: str = "") -> None:
+        """Show `done` of the total (a count that may jump, or stay); the finished bar once."""
+        if self.done == self.total:
+            return
+        self.done = min(done, self.total)
         text = self.line() + (f"  {note}" if note else "")
         if self._tty:
             self.stream.write("\r\x1b[K" + text)

@@ -4,7 +4,8 @@
 session whose consumer stops being a working member of its group, `hung` finds and aborts the
 open transactions that hold a partition, `topics` creates and
 subscribes, `reader` reads a topic from its start, `admin` answers questions about groups and
-offsets, `security` probes a connection and names refusals. Layers above catch `KafkaError`
+offsets, `security` probes a connection and names refusals, `noise` keeps the client's
+harmless alarms out of the logs. Layers above catch `KafkaError`
 from here, never from kafka-python.
 """
 

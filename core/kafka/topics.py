@@ -150,6 +150,13 @@ def subscribe(
         consumer.subscribe(topics)
     else:
         consumer.subscribe(topics, listener=listener)
+    # kafka-python rejoins when the subscribed topics' metadata differs from its snapshot of
+    # them at the last assignment, and it takes that snapshot only on a metadata update. Just
+    # subscribed, the snapshot is still empty: the first assignment is made against nothing,
+    # the update that follows looks like a change, and every group rebalances again at its
+    # start (a join that kafka-python 3.0.12 can leave uncollected: see group_health).
+    # Fetching the metadata now puts the real partitions in the snapshot before the first join.
+    consumer.topics()
 
 
 class _Listener(ConsumerRebalanceListener):

@@ -13,6 +13,7 @@ while this settles no text that is already published changes its voters.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 
@@ -20,8 +21,8 @@ from triage.core.errors import OperatorError
 from triage.core.kafka import clients
 from triage.core.kafka.reader import TopicReader
 from triage.core.records import Output, Record
-from triage.core.registry.view import RegistryView, latest, with_voter
-from triage.core.runtime.clock import now_ms
+from triage.core.registry.view import RegistryView, latest, not_voting, with_voter
+from triage.core.runtime.clock import now_ms, when
 from triage.core.settings import CommonSettings
 from triage.schemas.codec import (
     Rejected,
@@ -172,28 +173,56 @@ def stale(announcement: Announcement, now_ms: int, heartbeat_s: float) -> bool:
     return now_ms - announcement.heartbeat_ms > STALE_HEARTBEATS * heartbeat_s * 1000
 
 
-def wait_for_classifiers(settings: CommonSettings, labels: set[str], timeout_s: float) -> None:
+def wait_for_classifiers(
+    settings: CommonSettings,
+    labels: set[str],
+    timeout_s: float | None,
+    voting: bool = False,
+    stop: threading.Event | None = None,
+    waiting_for: Callable[[dict[str, str]], None] | None = None,
+) -> None:
     """Block until every class in `labels` has announced itself and, if it has a class record,
-    its latest voting span has started; TimeoutError names the classes still waited for."""
+    its latest voting span has started; with `voting`, also until each class votes (its class
+    record names a voter whose process announced it: `not_voting`). TimeoutError names the
+    classes still waited for and why; `timeout_s` None waits until `stop` is set.
+    `waiting_for` is told what is still waited for after each read of the registry."""
     reader = RegistryReader.open(settings)
-    deadline = time.monotonic() + timeout_s
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     try:
-        while waiting := _not_ready(reader.view, labels):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"classifiers not ready after {timeout_s:.0f}s: {waiting}")
+        while waiting := not_ready(reader.view, labels, now_ms(), voting):
+            if waiting_for is not None:
+                waiting_for(waiting)
+            if stop is not None and stop.is_set():
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"classifiers not ready after {timeout_s:.0f}s: {describe(waiting)}"
+                )
             reader.poll(timeout_ms=300)
+        if waiting_for is not None:
+            waiting_for({})
     finally:
         reader.close()
 
 
-def _not_ready(view: RegistryView, labels: set[str]) -> list[str]:
-    announced, now = view.announced_labels(), now_ms()
-    return sorted(
-        label
-        for label in labels
-        if label not in announced
-        or ((record := view.class_record(label)) is not None and latest(record).since_ms > now)
-    )
+def not_ready(
+    view: RegistryView, labels: set[str], now: int, voting: bool = False
+) -> dict[str, str]:
+    """What `wait_for_classifiers` waits for: class → why it is not ready yet."""
+    waiting = not_voting(view, labels, now) if voting else {}
+    announced = view.announced_labels()
+    for label in sorted(labels - waiting.keys()):
+        record = view.class_record(label)
+        if label not in announced:
+            waiting[label] = "not announced"
+        elif record is not None and (span := latest(record)).since_ms > now:
+            waiting[label] = f"{span.version} votes from {when(span.since_ms)}"
+    return waiting
+
+
+def describe(waiting: dict[str, str]) -> str:
+    """`a (not announced), b (votes from ...)`: the classes waited for, in one line."""
+    return ", ".join(f"{label} ({why})" for label, why in sorted(waiting.items()))
 
 
 def announcement_key(label: str, version: str) -> bytes:

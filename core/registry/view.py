@@ -20,6 +20,7 @@ from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from triage.core.runtime.clock import when
 from triage.schemas.models import Announcement, ClassRecord, ForcedPromotion, VotingSpan
 
 Record = Announcement | ClassRecord | None
@@ -198,3 +199,22 @@ class RegistryView:
         return {
             label for (label, version) in self._announcements if not self.retired(label, version)
         }
+
+
+def not_voting(view: RegistryView, labels: set[str], now_ms: int) -> dict[str, str]:
+    """Each of `labels` that would not vote on a text published at `now_ms`, with why: a
+    class votes once its class record has a span in force and that span's version is announced
+    by a running process. Pure: what readiness (`/readyz`, `triage ready`) is made of."""
+    announced = view.announced_labels()
+    missing = {}
+    for label in sorted(labels):
+        record = view.class_record(label)
+        if view.retired(label):
+            missing[label] = "retired"
+        elif record is None:
+            missing[label] = "no voting span yet" if label in announced else "not announced"
+        elif (span := voter_at(record, now_ms)) is None:
+            missing[label] = f"votes from {when(record.voting[0].since_ms)}"
+        elif view.announcement(label, span.version) is None:
+            missing[label] = f"voter {span.version} not announced"
+    return missing

@@ -89,6 +89,11 @@ async function refreshSide() {
     const ready = await api("/readyz");
     health.textContent = ready.status === 200 ? "ready" : `not ready: ${ready.body.error}`;
     health.className = `pill ${ready.status === 200 ? "ok" : "bad"}`;
+    // an expected class that does not vote yet: texts sent now would be decided without it
+    const missing = Object.entries((ready.status === 200 ? {} : ready.body.missing) || {});
+    $("missing").replaceChildren(...missing.map(([label, why]) => el("li", {},
+      el("span", {}, label), el("span", { class: "muted" }, why))));
+    $("missing-box").hidden = missing.length === 0;
     const { status, body } = await api("/v1/classifiers");
     if (status === 200) {
       const rows = body.classifiers.map((c) => el("tr", {},

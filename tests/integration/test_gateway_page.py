@@ -11,14 +11,14 @@ import shutil
 import tempfile
 
 import pytest
-from conftest import DEMO_STREAM
+from conftest import DEMO_STREAM, free_port, wait_until
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
-from test_gateway import TOKEN, offline_labels, start_gateway, start_pipeline
+from test_gateway import TOKEN, call, offline_labels, start_gateway, start_pipeline
 
 from triage.core.model.artifacts import available_labels
 from triage.training.train import read_dataset
@@ -87,3 +87,35 @@ def test_a_person_types_a_message_and_sees_every_class(procs, demo_models, tmp_p
     wait.until(lambda b: b.find_element(By.ID, "health").text == "ready")
     if path := os.environ.get("TRIAGE_SERVE_PNG"):
         browser.save_screenshot(path)
+
+
+def test_the_page_names_each_expected_class_that_does_not_vote_yet(procs, demo_models, browser):
+    label = available_labels(demo_models)[0]
+    port = free_port()
+    procs.start(
+        "serve",
+        "serve",
+        "--port",
+        str(port),
+        extra_env={"TRIAGE_EXPECTED_CLASSES": f"{label},no_such_class"},
+    )
+    procs.start("classifier", "classifier", "--models", str(demo_models), "--label", label)
+    base = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _listening(base), 60, "serve to listen", interval=0.3)
+    browser.get(f"{base}/")
+
+    def missing(_) -> list[str] | None:  # the panel, once the one class that comes votes
+        items = browser.find_elements(By.CSS_SELECTOR, "#missing li span:first-child")
+        names = [item.text for item in items]
+        shown = browser.find_element(By.ID, "missing-box").is_displayed()
+        return names if shown and names == ["no_such_class"] else None
+
+    assert WebDriverWait(browser, 120, poll_frequency=0.5).until(missing) == ["no_such_class"]
+    assert "not ready" in browser.find_element(By.ID, "health").text
+
+
+def _listening(base: str) -> bool:
+    try:
+        return call(f"{base}/healthz", token=None)[0] == 200
+    except OSError:
+        return False

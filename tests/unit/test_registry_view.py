@@ -1,4 +1,5 @@
-from triage.core.registry.view import RegistryView, with_voter
+from triage.core.registry.view import RegistryView, not_voting, with_voter
+from triage.core.runtime.clock import when
 from triage.schemas.models import Announcement, ClassifierMode, ClassRecord, VotingSpan
 
 
@@ -119,3 +120,31 @@ def test_retiring_one_version_drops_only_its_shadow_scores():
     view.apply("a@2", entry("a", "2", since=20))  # its process still heartbeats
     assert not view.shadows("a", "2") and view.live("a")
     assert view.voters_for(50).versions == {"a": "1"}
+
+
+def test_a_class_votes_once_its_span_started_and_its_voter_announced():
+    view = RegistryView()
+    view.apply("a", record("a", ("1", 10)))
+    view.apply("a@1", entry("a"))
+    view.apply("b", record("b", ("2", 50)))  # its voter, 2, not announced yet
+    view.apply("b@1", entry("b"))
+    view.apply("s@1", entry("s", mode=ClassifierMode.SHADOW))  # announced, no class record
+    view.apply("r", record("r", ("1", 10)))
+    view.apply("r@1", entry("r"))
+    view.apply("r", None, at_ms=20)  # retired
+    labels = {"a", "b", "s", "r", "nobody"}
+    assert not_voting(view, labels, 5) == {
+        "a": f"votes from {when(10)}",
+        "b": f"votes from {when(50)}",
+        "nobody": "not announced",
+        "r": "retired",
+        "s": "no voting span yet",
+    }
+    assert not_voting(view, labels, 60) == {
+        "b": "voter 2 not announced",
+        "nobody": "not announced",
+        "r": "retired",
+        "s": "no voting span yet",
+    }
+    view.apply("b@2", entry("b", version="2"))
+    assert not_voting(view, {"a", "b"}, 60) == {}

@@ -13,7 +13,8 @@ from kafka.errors import (
 )
 from pydantic import SecretStr
 
-from triage.cli.main import build_parser, settings_from
+from triage.cli.main import build_parser
+from triage.cli.options import settings_from
 from triage.consumers.settings import ClassifierSettings
 from triage.core.errors import ConfigError
 from triage.core.kafka import security

@@ -121,6 +121,19 @@ def test_progress_bar_off_a_terminal_prints_a_line_per_tenth():
     assert any(line.startswith("[#####.....] 10/20 classes") for line in lines)
 
 
+def test_progress_bar_shows_a_count_that_jumps_or_stays_and_finishes_once():
+    stream = io.StringIO()
+    bar = ProgressBar(10, "classes vote", stream=stream, width=10, indent="  ")
+    for done in (0, 0, 3, 3, 9, 10, 10):
+        bar.update(done)
+    assert [line.split(" classes")[0] for line in stream.getvalue().splitlines()] == [
+        "  [..........] 0/10",
+        "  [###.......] 3/10",
+        "  [#########.] 9/10",
+        "  [##########] 10/10",
+    ]
+
+
 def test_cli_train_prints_a_per_class_summary(tmp_path, capsys):
     csv = tmp_path / "d.csv"
     data = synthetic(tmp_path)
