@@ -10,6 +10,7 @@ instead of a bootstrap timeout.
 from __future__ import annotations
 
 import logging
+import selectors
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -35,11 +36,28 @@ def bootstrap(settings: ConnectionSettings) -> str:
     )
 
 
+class _Selector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+    """The platform's selector, except that a file object it does not hold is a plain KeyError.
+
+    kafka-python looks a socket up (`get_key`) before each wait on it, and not holding it is the
+    usual answer; the standard library's KeyError formats the socket's repr, a getsockname and a
+    getpeername system call and a string, for an error that is caught and dropped. Measured in a
+    classifier at 50 texts/s: 8 of each system call a text.
+    """
+
+    def get_key(self, fileobj: Any) -> selectors.SelectorKey:
+        try:
+            return self._fd_to_key[self._fileobj_lookup(fileobj)]  # type: ignore[attr-defined,no-any-return]
+        except KeyError:
+            raise KeyError(fileobj) from None
+
+
 def connection(settings: ConnectionSettings) -> dict[str, Any]:
     """kafka-python keyword arguments for the connection and its security."""
     security.check_settings(settings)
     conf: dict[str, Any] = {
         "bootstrap_servers": bootstrap(settings).split(","),
+        "selector": _Selector,
         "security_protocol": settings.security_protocol,
         # Java's client default; kafka-python's is 30 s. Its attempts to reach a broker that is
         # down back off exponentially to that, so a broker back after a restart was not tried
