@@ -381,6 +381,11 @@ def serve(settings: GatewaySettings) -> None:
         # uvicorn's own default is 5 s: a client pausing longer found its connection closed
         # (the open loop's clients at 20 requests/s did, and lost a request to it)
         timeout_keep_alive=settings.keep_alive_s,
+        # Named, not "auto": uvicorn would take uvloop and httptools whenever they happen to be
+        # installed (a dev install has them, through kserve), so the measured gateway and the
+        # deployed one would differ by what else sits in the environment.
+        loop="asyncio",
+        http="h11",
     )
 
     async def run() -> None:
