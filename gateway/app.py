@@ -36,6 +36,7 @@ from triage.core.registry.lifecycle import classifier_rows, row_json
 from triage.core.runtime.clock import now_ms
 from triage.gateway.contract import (
     GUARDED,
+    ID_PATTERN,
     WITH_BODY,
     Conflict,
     Error,
@@ -81,7 +82,8 @@ class TextIn(BaseModel):
         default=None,
         min_length=1,
         max_length=256,
-        description="message id, any characters but a lone UTF-16 surrogate; default a new one",
+        pattern=ID_PATTERN,
+        description="message id: no control character, no lone UTF-16 surrogate; default a new one",
     )
     metadata: dict[str, Any] | None = None
 

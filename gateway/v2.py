@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from triage.gateway.contract import ID_PATTERN
 from triage.gateway.results import TextOutcome
 from triage.gateway.service import Answer
 
@@ -106,7 +107,9 @@ class RequestParameters(BaseModel):
 
 
 class InferRequest(BaseModel):
-    id: str | None = Field(default=None, min_length=1, max_length=MAX_REQUEST_ID)
+    id: str | None = Field(
+        default=None, min_length=1, max_length=MAX_REQUEST_ID, pattern=ID_PATTERN
+    )
     parameters: RequestParameters | None = None
     inputs: list[RequestInput] = Field(min_length=1)
     outputs: list[RequestOutput] | None = None
