@@ -88,8 +88,15 @@ class TextIn(BaseModel):
     metadata: dict[str, Any] | None = None
 
 
+class BatchText(TextIn):
+    text: str = Field(
+        description="the support message; one against the pipeline's rules (blank, too long) is"
+        " refused in its own item, with its dead-letter reason, and the batch still answers 200"
+    )
+
+
 class BatchIn(BaseModel):
-    texts: list[TextIn] = Field(min_length=1, description="at most max_batch_texts (100) texts")
+    texts: list[BatchText] = Field(min_length=1, description="at most max_batch_texts")
 
 
 class LabelledItem(BaseModel):
@@ -163,7 +170,21 @@ def create_app(settings: GatewaySettings, gateway: Gateway) -> FastAPI:
     _add_status_routes(app, settings, gateway, authorized)
     add_v2_routes(app, settings, gateway, authorized)  # the Open Inference Protocol
     _add_page_routes(app)
+    _document_limits(app, settings)
     return app
+
+
+def _document_limits(app: FastAPI, settings: GatewaySettings) -> None:
+    """The limits this instance's settings set, in its OpenAPI document."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        batch = schema["components"]["schemas"]["BatchIn"]["properties"]["texts"]
+        batch["maxItems"] = settings.max_batch_texts
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _authorizer(tokens: list[bytes] | None) -> Callable[[Request], Awaitable[None]]:

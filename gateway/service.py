@@ -14,6 +14,8 @@ reached the gateway says so at once (503) instead of holding the request.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -176,12 +178,27 @@ class Gateway:
 
 
 def _conflicts(record: TextRecord, outcome: TextOutcome | None) -> bool:
-    """Whether the id's result was decided for another text than this request's."""
+    """Whether the id's result or refusal was decided for another text than this request's."""
+    if outcome is not None and outcome.refused is not None:
+        refused = _refused_text(outcome.refused.original_value_b64)
+        return refused is not None and refused != record.text
     result = outcome.result if outcome is not None else None
     if result is None or result.fingerprint is None:
         return False
     # "surrogatepass": a text UTF-8 cannot carry was never published, so it is another text
     return fingerprint(record.text.encode("utf-8", "surrogatepass")) != result.fingerprint
+
+
+def _refused_text(value_b64: str) -> str | None:
+    """The text of a refused `texts` record (JSON or plain), None when it has none to read."""
+    try:
+        raw = base64.b64decode(value_b64).decode()
+        found = json.loads(raw) if raw.lstrip().startswith("{") else raw
+    except ValueError:  # not base64, UTF-8 or JSON
+        return None
+    if isinstance(found, dict):
+        found = found.get("text")
+    return found if isinstance(found, str) else None
 
 
 def _encoded(record: TextRecord) -> tuple[bytes, bytes]:

@@ -123,9 +123,10 @@ def add_v2_routes(
         headers = {HEADER_LENGTH: str(header_length)}
         return Response(content, media_type="application/octet-stream", headers=headers)
 
+    # JSON alone: a body of the binary extension (the JSON part, then raw tensor bytes, sent
+    # as application/octet-stream or with no Content-Type) has no JSON Schema to say it with.
     infer_doc = {"requestBody": {"required": True, "content": {
         "application/json": {"schema": {"$ref": f"{REF}InferRequest"}},
-        "application/octet-stream": BINARY,
     }}}  # fmt: skip
     # The handlers read `version` from the path when it has one: declared to OpenAPI here.
     versioned = {"parameters": [{"name": "version", "in": "path", "required": True,
@@ -156,7 +157,8 @@ def add_v2_routes(
 
 def _document_models(app: FastAPI, models: list[type[BaseModel]]) -> None:
     """Put `models` (a body read by hand, so unseen by FastAPI) in the OpenAPI components,
-    and take out the 422 FastAPI lists for every route with parameters from `/v2`'s."""
+    take out the 422 FastAPI lists for every route with parameters from `/v2`'s, and name the
+    one model a `{model}` may be."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -171,6 +173,9 @@ def _document_models(app: FastAPI, models: list[type[BaseModel]]) -> None:
                 if path.startswith("/v2"):  # its invalid requests are 400, documented so
                     for operation in operations.values():
                         operation["responses"].pop("422", None)
+                        for parameter in operation.get("parameters", []):
+                            if parameter["name"] == "model":  # another name is answered 404
+                                parameter["schema"] = {"type": "string", "enum": [MODEL]}
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -11,6 +11,7 @@ so the gateway answers without publishing (a retry of known ids, as on a live ga
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -25,8 +26,8 @@ from triage.gateway.app import create_app
 from triage.gateway.results import TextOutcome
 from triage.gateway.service import Gateway
 from triage.gateway.settings import GatewaySettings
-from triage.schemas.codec import fingerprint
-from triage.schemas.models import DeadLetter, LabelRecord
+from triage.schemas.codec import encode, fingerprint
+from triage.schemas.models import DeadLetter, LabelRecord, TextRecord
 
 TEXTS = ["my card has not arrived", "hello there", "close my account"]
 
@@ -46,9 +47,15 @@ def result(message_id: str, text: str, label: str | None, scores: dict[str, floa
     )
 
 
-def refusal(message_id: str) -> DeadLetter:
-    # Only what the gateway reads of a dead letter: its id, reason and detail.
-    return DeadLetter.model_construct(id=message_id, reason="empty_text", detail="it is empty")
+def refusal(message_id: str, text: str) -> DeadLetter:
+    # Only what the gateway reads of a dead letter: its id, reason, detail and original bytes.
+    value = encode(TextRecord(id=message_id, text=text))
+    return DeadLetter.model_construct(
+        id=message_id,
+        reason="empty_text",
+        detail="it is empty",
+        original_value_b64=base64.b64encode(value).decode(),
+    )
 
 
 def ready_gateway() -> Gateway:
@@ -68,7 +75,7 @@ def gateway() -> Gateway:
     ]
     for outcome in outcomes:
         gateway.index.add(TextOutcome(result=outcome))
-    gateway.index.add(TextOutcome(refused=refusal("bad-0")))
+    gateway.index.add(TextOutcome(refused=refusal("bad-0", " ")))
     return gateway
 
 
@@ -116,6 +123,9 @@ def test_a_refused_text_fails_the_request_with_400_and_its_reason(gateway):
     response = client(gateway).post("/v2/models/triage/infer", json=infer_request([" "], "bad"))
     assert response.status_code == 400
     assert response.json() == {"error": "text 0 (id bad-0) refused: empty_text: it is empty"}
+    # The id again with another text: not that text's refusal, a conflict
+    other = client(gateway).post("/v2/models/triage/infer", json=infer_request(["hi"], "bad"))
+    assert other.status_code == 409 and "already has a result for another text" in other.text
 
 
 def test_a_reused_id_with_other_texts_is_409_and_an_undecided_one_504(gateway):
@@ -333,5 +343,8 @@ def test_openapi_documents_every_answer_of_every_route(gateway):
             assert any("schema" in c and c["schema"] for c in content.values()), (path, code)
     text = spec["components"]["schemas"]["TextIn"]["properties"]["text"]
     assert (text["minLength"], text["maxLength"], text["pattern"]) == (1, 10_000, r"\S")
+    assert spec["components"]["schemas"]["BatchIn"]["properties"]["texts"]["maxItems"] == 100
+    model = spec["paths"]["/v2/models/{model}/infer"]["post"]["parameters"][0]
+    assert model["schema"]["enum"] == ["triage"]
     request = spec["components"]["schemas"]["InferRequest"]
     assert request["properties"]["id"]["anyOf"][0]["maxLength"] == 240
