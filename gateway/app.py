@@ -27,7 +27,6 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from pydantic import BaseModel, Field
-from pydantic.json_schema import JsonDict
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
@@ -37,6 +36,7 @@ from triage.core.runtime.clock import now_ms
 from triage.gateway.contract import (
     GUARDED,
     ID_PATTERN,
+    TEXT_RULES,
     WITH_BODY,
     Conflict,
     Error,
@@ -65,11 +65,6 @@ REQUEST_SECONDS = Histogram(
     ["route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-
-
-# The pipeline's own rules for a text, enforced by its classifiers (a text against them is
-# answered 422 with its dead-letter reason): documented here, not checked twice.
-TEXT_RULES: JsonDict = {"minLength": 1, "maxLength": DEFAULT_MAX_TEXT_CHARS, "pattern": r"\S"}
 
 
 class TextIn(BaseModel):

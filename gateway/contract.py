@@ -12,10 +12,18 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from pydantic.json_schema import JsonDict
+
+from triage.schemas.codec import DEFAULT_MAX_TEXT_CHARS
 
 # A message id: no control character (one could not be polled at GET /v1/results/{id}, nor
 # go in a Location header). Checked in the request's own validation: ~0.5 µs an id, measured.
 ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+
+
+# The pipeline's own rules for a text, enforced by its classifiers (a text against them is
+# answered with its dead-letter reason): documented, not checked twice.
+TEXT_RULES: JsonDict = {"minLength": 1, "maxLength": DEFAULT_MAX_TEXT_CHARS, "pattern": r"\S"}
 
 
 class Error(BaseModel):

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from triage.gateway.contract import ID_PATTERN
+from triage.gateway.contract import ID_PATTERN, TEXT_RULES
 from triage.gateway.results import TextOutcome
 from triage.gateway.service import Answer
 
@@ -74,12 +74,20 @@ class InputParameters(BaseModel):
 
 
 class RequestInput(BaseModel):
+    # `data` is required in JSON: a binary input's `binary_data_size` is the extension's, not
+    # JSON's (its bytes follow the JSON part, which JSON Schema cannot describe).
+    model_config = ConfigDict(json_schema_extra={"required": ["name", "shape", "datatype", "data"]})
     name: str = Field(description="any name when it is the only input, else 'text'")
     shape: list[int] = Field(description="the texts' count, or any shape holding that many")
     datatype: Literal["BYTES"]
     parameters: InputParameters | None = None
     data: list[str | list[Any]] | None = Field(
-        default=None, description="the texts, flat or nested; absent when sent as binary"
+        default=None,
+        min_length=1,
+        json_schema_extra={
+            "items": {"anyOf": [{"type": "string", **TEXT_RULES}, {"type": "array"}]}
+        },
+        description="the texts, flat or nested; absent when sent as binary (binary_data_size)",
     )
 
 

@@ -154,7 +154,10 @@ def test_a_reused_id_with_other_texts_is_409_and_an_undecided_one_504(gateway):
             "input 'text': text 1: holds '\\udaf8' at 0, a lone "
             "UTF-16 surrogate that UTF-8 cannot carry",
         ),
-        ({"shape": [0], "data": []}, "input 'text' holds no text"),
+        (
+            {"shape": [0], "data": []},
+            "inputs.0.data: List should have at least 1 item after validation, not 0",
+        ),
     ],
 )
 def test_inputs_that_are_not_a_batch_of_texts_are_400(gateway, change, error):
