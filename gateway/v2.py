@@ -66,7 +66,7 @@ class ModelMetadata(BaseModel):
 
 
 class InputParameters(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     __pydantic_extra__: dict[str, ParameterValue]
     binary_data_size: int | None = Field(
         default=None, ge=0, description="the input's bytes follow the JSON (binary extension)"
@@ -76,7 +76,9 @@ class InputParameters(BaseModel):
 class RequestInput(BaseModel):
     # `data` is required in JSON: a binary input's `binary_data_size` is the extension's, not
     # JSON's (its bytes follow the JSON part, which JSON Schema cannot describe).
-    model_config = ConfigDict(json_schema_extra={"required": ["name", "shape", "datatype", "data"]})
+    model_config = ConfigDict(
+        strict=True, json_schema_extra={"required": ["name", "shape", "datatype", "data"]}
+    )
     name: str = Field(description="any name when it is the only input, else 'text'")
     shape: list[int] = Field(description="the texts' count, or any shape holding that many")
     datatype: Literal["BYTES"]
@@ -92,18 +94,19 @@ class RequestInput(BaseModel):
 
 
 class OutputParameters(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     __pydantic_extra__: dict[str, ParameterValue]
     binary_data: bool | None = Field(default=None, description="answer it as raw bytes")
 
 
 class RequestOutput(BaseModel):
+    model_config = ConfigDict(strict=True)
     name: OutputName
     parameters: OutputParameters | None = None
 
 
 class RequestParameters(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     __pydantic_extra__: dict[str, ParameterValue]
     wait: float | None = Field(
         default=None,
@@ -115,6 +118,8 @@ class RequestParameters(BaseModel):
 
 
 class InferRequest(BaseModel):
+    # strict: JSON's types as the schema says them ("5" is not a number, nor 1 a boolean)
+    model_config = ConfigDict(strict=True)
     id: str | None = Field(
         default=None, min_length=1, max_length=MAX_REQUEST_ID, pattern=ID_PATTERN
     )

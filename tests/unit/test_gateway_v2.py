@@ -319,6 +319,8 @@ BINARY_HEADER = {"Inference-Header-Content-Length": str(len(BINARY_INPUT))}
          "the body is not JSON this server reads: nested too deeply"),
         (b"\xff{}", {}, "the body is not JSON: it is not UTF-8"),
         (b"[]", {}, "the body is not a JSON object"),
+        (b'{"parameters": {"wait": true}, "inputs": []}', {},
+         "parameters.wait: Input should be a valid number"),
     ],
 )  # fmt: skip
 def test_bodies_that_are_not_a_request_are_400_with_one_line(gateway, body, headers, error):
