@@ -9,7 +9,9 @@ alphabetical) and `id` (BYTES `[N]`, each text's message id). One scores tensor 
 order beside it, rather than one output per class, because every v2 client (Triton's, KServe's,
 MLServer's) turns one tensor into one array, and a class that is added or retired changes a
 column count instead of the output names a client asks for. This module is pure logic: the
-request's texts and message ids, and the response or the one-line error for the outcomes.
+request read from JSON or from the binary tensor data extension (the JSON part, then raw tensor
+bytes), its texts and message ids, and the response, JSON or binary as each output was asked
+for, or the one-line error for the outcomes.
 """
 
 from __future__ import annotations
