@@ -4,7 +4,7 @@
 (published to `texts` under a message id, its committed result awaited), so the answers are the
 labels on `labels`. Every error is the protocol's `{"error": ...}`: 400 for a request that is
 not valid (where `/v1` says 422) or a text the pipeline refused, 409 for a request id reused
-for other texts, 504 when `wait` ran out, 404 for another model's name; the app's own handlers
+for other texts, 504 when `wait` ran out, 404 for another model or version; the app's own handlers
 give 401/403 (tokens), 413 (body size) and 503 (Kafka) in the same shape. The health routes and
 the server metadata need no token (probes do not carry one); the model's metadata and
 inference need one whenever `/v1` does.
