@@ -18,7 +18,8 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,14 +28,30 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from triage.core.errors import ConfigError
 from triage.core.registry.lifecycle import classifier_rows, row_json
 from triage.core.runtime.clock import now_ms
+from triage.gateway.contract import (
+    GUARDED,
+    ID_PATTERN,
+    TEXT_RULES,
+    WITH_BODY,
+    Conflict,
+    Error,
+    Health,
+    Pending,
+    Ready,
+    Refusal,
+    answers,
+)
 from triage.gateway.results import TextOutcome
-from triage.gateway.service import Answer, Gateway, Unavailable
+from triage.gateway.service import Answer, Gateway, Unavailable, Unsendable
 from triage.gateway.settings import GatewaySettings
 from triage.gateway.v2_routes import add_v2_routes
+from triage.schemas.codec import DEFAULT_MAX_TEXT_CHARS
+from triage.schemas.models import LabelRecord
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +68,60 @@ REQUEST_SECONDS = Histogram(
 
 
 class TextIn(BaseModel):
-    text: str = Field(description="the support message")
+    text: str = Field(
+        description="the support message: not blank, at most the classifiers' max_text_chars"
+        f" ({DEFAULT_MAX_TEXT_CHARS:,} by default) characters",
+        json_schema_extra=TEXT_RULES,
+    )
     id: str | None = Field(
-        default=None, min_length=1, max_length=256, description="message id; default a new one"
+        default=None,
+        min_length=1,
+        max_length=256,
+        pattern=ID_PATTERN,
+        description="message id: no control character, no lone UTF-16 surrogate; default a new one",
     )
     metadata: dict[str, Any] | None = None
 
 
+class BatchText(TextIn):
+    text: str = Field(
+        description="the support message; one against the pipeline's rules (blank, too long) is"
+        " refused in its own item, with its dead-letter reason, and the batch still answers 200"
+    )
+
+
 class BatchIn(BaseModel):
-    texts: list[TextIn] = Field(min_length=1)
+    texts: list[BatchText] = Field(min_length=1, description="at most max_batch_texts")
+
+
+class LabelledItem(BaseModel):
+    id: str
+    status: Literal["labelled"]
+    result: LabelRecord
+
+
+class PendingItem(Pending):
+    location: str
+
+
+class RefusedItem(Refusal):
+    status: Literal["refused"]
+
+
+class ConflictItem(Conflict):
+    status: Literal["conflict"]
+
+
+class BatchOut(BaseModel):
+    results: list[LabelledItem | PendingItem | RefusedItem | ConflictItem]
+
+
+class RecentOut(BaseModel):
+    results: list[LabelRecord]
+
+
+class ClassifiersOut(BaseModel):
+    classifiers: list[dict[str, Any]] = Field(description="as `triage classifiers --json`")
 
 
 class Problem(Exception):
@@ -90,6 +152,9 @@ def create_app(settings: GatewaySettings, gateway: Gateway) -> FastAPI:
         title="triage",
         version="1",
         description="Classify support messages on the triage pipeline: publish, wait, answer.",
+        # A JSON body is read as JSON whatever its Content-Type says, or without one (Triton's
+        # client sends none): a body that is not JSON is refused for what it is.
+        strict_content_type=False,
     )
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     _add_error_handlers(app)
@@ -100,7 +165,21 @@ def create_app(settings: GatewaySettings, gateway: Gateway) -> FastAPI:
     _add_status_routes(app, settings, gateway, authorized)
     add_v2_routes(app, settings, gateway, authorized)  # the Open Inference Protocol
     _add_page_routes(app)
+    _document_limits(app, settings)
     return app
+
+
+def _document_limits(app: FastAPI, settings: GatewaySettings) -> None:
+    """The limits this instance's settings set, in its OpenAPI document."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        batch = schema["components"]["schemas"]["BatchIn"]["properties"]["texts"]
+        batch["maxItems"] = settings.max_batch_texts
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _authorizer(tokens: list[bytes] | None) -> Callable[[Request], Awaitable[None]]:
@@ -138,6 +217,15 @@ def _add_error_handlers(app: FastAPI) -> None:
         where = ".".join(str(p) for p in first.get("loc", ()))
         return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid')}"}, 422)
 
+    @app.exception_handler(Unsendable)
+    async def _unsendable(_request: Request, exc: Unsendable) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, 422)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(_request: Request, _exc: ClientDisconnect) -> JSONResponse:
+        # Nobody reads this answer; it is counted as the client's fault, not the gateway's.
+        return JSONResponse({"error": "the client closed the connection inside its body"}, 400)
+
     @app.exception_handler(HTTPException)
     async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
@@ -162,18 +250,29 @@ def _add_classify_routes(
     """POST /v1/classify (and /batch) and GET /v1/results: texts in, their results out."""
 
     async def wait_param(
-        wait: float = Query(5.0, ge=0, description="seconds to wait for the result"),
+        wait: float = Query(
+            5.0,
+            ge=0,
+            allow_inf_nan=False,
+            description=f"seconds to wait for the result; more than max_wait_s"
+            f" ({settings.max_wait_s:g}) waits max_wait_s",
+        ),
     ):
         return min(wait, settings.max_wait_s)
 
-    @app.post("/v1/classify", dependencies=authorized)
+    single = answers(**GUARDED, **WITH_BODY, s409=Conflict, s422=Refusal | Error, s503=True)
+    single[202] = {"model": Pending, "description": "not decided within `wait`: poll Location"}
+
+    @app.post("/v1/classify", dependencies=authorized, response_model=LabelRecord,
+              responses=single)  # fmt: skip
     async def classify(body: TextIn, wait: float = Depends(wait_param)) -> JSONResponse:
         """Publish one text and wait up to `wait` seconds for its committed result: 200 with
         the label record, 202 with a `Location` to poll, or 422 with the refusal's reason."""
         (answer,) = await gateway.classify([body.model_dump()], wait)
         return _single(answer)
 
-    @app.post("/v1/classify/batch", dependencies=authorized)
+    @app.post("/v1/classify/batch", dependencies=authorized, response_model=BatchOut,
+              responses=answers(**GUARDED, **WITH_BODY, s422=True, s503=True))  # fmt: skip
     async def classify_batch(body: BatchIn, wait: float = Depends(wait_param)) -> JSONResponse:
         """Several texts at once (up to the configured count); one item per text, in order."""
         if len(body.texts) > settings.max_batch_texts:
@@ -181,7 +280,12 @@ def _add_classify_routes(
         answers = await gateway.classify([t.model_dump() for t in body.texts], wait)
         return JSONResponse({"results": [_item(a) for a in answers]})
 
-    @app.get("/v1/results/{message_id}", dependencies=authorized)
+    found = answers(**GUARDED, s404=True, s409=Conflict, s422=Refusal)
+    found[202] = single[202]
+
+    # `:path`: an id may hold "/" (sent as %2F), as the pipeline's ids may
+    @app.get("/v1/results/{message_id:path}", dependencies=authorized, response_model=LabelRecord,
+             responses=found)  # fmt: skip
     async def result(message_id: str) -> JSONResponse:
         """The outcome of a text: 200, 422 (refused), 202 (published here, pending) or 404."""
         outcome = gateway.lookup(message_id)
@@ -191,7 +295,8 @@ def _add_classify_routes(
             return _single(Answer(message_id, None))
         raise Problem(404, f"no result for {message_id} (not decided yet, or too old)")
 
-    @app.get("/v1/results", dependencies=authorized)
+    @app.get("/v1/results", dependencies=authorized, response_model=RecentOut,
+             responses=answers(**GUARDED, s422=True))  # fmt: skip
     async def recent(limit: int = Query(20, ge=1, le=200)) -> JSONResponse:
         """The latest results this gateway has seen, newest first."""
         found = gateway.index.recent(limit)  # the index is the event loop's alone: no lock
@@ -203,7 +308,8 @@ def _add_status_routes(
 ) -> None:
     """The registry listing, liveness, readiness and the Prometheus metrics."""
 
-    @app.get("/v1/classifiers", dependencies=authorized)
+    @app.get("/v1/classifiers", dependencies=authorized, response_model=ClassifiersOut,
+             responses=answers(**GUARDED))  # fmt: skip
     async def classifiers() -> JSONResponse:
         """The registry listing (as `triage classifiers --json`)."""
         now = now_ms()
@@ -211,11 +317,11 @@ def _add_status_routes(
             rows = classifier_rows(gateway.follower.view, now, settings.heartbeat_s)
         return JSONResponse({"classifiers": [row_json(row, now) for row in rows]})
 
-    @app.get("/healthz")
+    @app.get("/healthz", response_model=Health)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", response_model=Ready, responses=answers(s503=True))
     async def readyz() -> JSONResponse:
         """Ready when Kafka is reachable and every expected class votes; else 503, and
         `missing`: each expected class that does not vote yet, with why."""
@@ -243,7 +349,7 @@ def _single(answer: Answer) -> JSONResponse:
     outcome = answer.outcome
     if outcome is None:
         body = {"id": answer.id, "status": "pending"}
-        return JSONResponse(body, 202, headers={"Location": f"/v1/results/{answer.id}"})
+        return JSONResponse(body, 202, headers={"Location": _location(answer.id)})
     if answer.conflict:
         return JSONResponse({"error": _CONFLICT.format(answer.id), "id": answer.id}, 409)
     if outcome.refused is not None:
@@ -252,13 +358,18 @@ def _single(answer: Answer) -> JSONResponse:
     return JSONResponse(outcome.result.model_dump(mode="json"))
 
 
+def _location(message_id: str) -> str:
+    """Where to poll: the id percent-encoded (a header holds ASCII, a path no bare "/")."""
+    return f"/v1/results/{quote(message_id, safe='')}"
+
+
 _CONFLICT = "id {!r} already has a result for another text: send this text under a new id"
 
 
 def _item(answer: Answer) -> dict[str, Any]:
     outcome = answer.outcome
     if outcome is None:
-        return {"id": answer.id, "status": "pending", "location": f"/v1/results/{answer.id}"}
+        return {"id": answer.id, "status": "pending", "location": _location(answer.id)}
     if answer.conflict:
         return {"id": answer.id, "status": "conflict", "error": _CONFLICT.format(answer.id)}
     if outcome.refused is not None:
@@ -354,7 +465,7 @@ class RequestMetrics:
             status = 500
             raise
         finally:
-            route = getattr(scope.get("route"), "path", "other")
+            route = getattr(scope.get("route"), "path_format", "other")  # no ":path"
             REQUESTS.labels(route, str(status)).inc()
             REQUEST_SECONDS.labels(route).observe(time.monotonic() - started)
 
@@ -383,6 +494,11 @@ def serve(settings: GatewaySettings) -> None:
         # uvicorn's own default is 5 s: a client pausing longer found its connection closed
         # (the open loop's clients at 20 requests/s did, and lost a request to it)
         timeout_keep_alive=round(settings.keep_alive_s),
+        # Named, not "auto": uvicorn would take uvloop and httptools whenever they happen to be
+        # installed (a dev install has them, through kserve), so the measured gateway and the
+        # deployed one would differ by what else sits in the environment.
+        loop="asyncio",
+        http="h11",
     )
 
     async def run() -> None:

@@ -14,10 +14,14 @@ reached the gateway says so at once (503) instead of holding the request.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, TypeAlias
+
+from pydantic_core import PydanticSerializationError
 
 from triage.core.kafka import KafkaError
 from triage.core.model.artifacts import available_labels
@@ -29,7 +33,7 @@ from triage.gateway.results import ResultIndex, TextOutcome
 from triage.gateway.settings import GatewaySettings
 from triage.producer.publisher import Publisher
 from triage.producer.readers import new_id
-from triage.schemas.codec import fingerprint
+from triage.schemas.codec import encode, fingerprint
 from triage.schemas.models import TextRecord
 
 log = logging.getLogger(__name__)
@@ -44,6 +48,10 @@ Waiter: TypeAlias = "asyncio.Future[TextOutcome]"
 
 class Unavailable(Exception):
     """Kafka cannot be reached now; the message says what failed."""
+
+
+class Unsendable(Exception):
+    """A text that UTF-8 JSON cannot carry (a lone UTF-16 surrogate): nothing was published."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,19 +175,20 @@ class Gateway:
         """Send `records` and wait for the broker's acknowledgements without holding a thread:
         the producer's callbacks resolve futures of this event loop. (Waiting in worker
         threads instead capped the gateway at its thread pool: 6 threads on 2 cores.)"""
-        if self.publisher is None:  # connecting may block: not on the event loop
-            self.publisher = await asyncio.to_thread(
-                Publisher,
-                self.settings,
-                max_block_ms=int(PUBLISH_TIMEOUT_S * 1000),
-                request_timeout_ms=int(PUBLISH_TIMEOUT_S * 1000),
-            )
+        encoded = [_encoded(r) for r in records]  # all or none of a request is sent
         loop = asyncio.get_running_loop()
         acks = []
         try:
-            for record in records:
+            if self.publisher is None:  # connecting may block: not on the event loop
+                self.publisher = await asyncio.to_thread(
+                    Publisher,
+                    self.settings,
+                    max_block_ms=int(PUBLISH_TIMEOUT_S * 1000),
+                    request_timeout_ms=int(PUBLISH_TIMEOUT_S * 1000),
+                )
+            for key, value in encoded:
                 ack: asyncio.Future[None] = loop.create_future()
-                sent = self.publisher.send(record)
+                sent = self.publisher.send_encoded(key, value)
                 sent.add_callback(lambda _meta, f=ack: loop.call_soon_threadsafe(_done, f, None))
                 sent.add_errback(lambda exc, f=ack: loop.call_soon_threadsafe(_done, f, exc))
                 acks.append(ack)
@@ -189,11 +198,38 @@ class Gateway:
 
 
 def _conflicts(record: TextRecord, outcome: TextOutcome | None) -> bool:
-    """Whether the id's result was decided for another text than this request's."""
+    """Whether the id's result or refusal was decided for another text than this request's."""
+    if outcome is not None and outcome.refused is not None:
+        refused = _refused_text(outcome.refused.original_value_b64)
+        return refused is not None and refused != record.text
     result = outcome.result if outcome is not None else None
     if result is None or result.fingerprint is None:
         return False
-    return fingerprint(record.text.encode()) != result.fingerprint
+    # "surrogatepass": a text UTF-8 cannot carry was never published, so it is another text
+    return fingerprint(record.text.encode("utf-8", "surrogatepass")) != result.fingerprint
+
+
+def _refused_text(value_b64: str) -> str | None:
+    """The text of a refused `texts` record (JSON or plain), None when it has none to read."""
+    try:
+        raw = base64.b64decode(value_b64).decode()
+        found = json.loads(raw) if raw.lstrip().startswith("{") else raw
+    except ValueError:  # not base64, UTF-8 or JSON
+        return None
+    if isinstance(found, dict):
+        found = found.get("text")
+    return found if isinstance(found, str) else None
+
+
+def _encoded(record: TextRecord) -> tuple[bytes, bytes]:
+    """The record's key and value, as `Publisher.send` would encode them."""
+    try:
+        return record.id.encode(), encode(record)
+    except (UnicodeEncodeError, PydanticSerializationError):
+        raise Unsendable(
+            f"id {record.id!r}: its text or metadata holds a lone UTF-16 surrogate"
+            " (\\ud800-\\udfff alone), which UTF-8 cannot carry"
+        ) from None
 
 
 def _record(text: dict[str, Any]) -> TextRecord:

@@ -9,29 +9,39 @@ alphabetical) and `id` (BYTES `[N]`, each text's message id). One scores tensor 
 order beside it, rather than one output per class, because every v2 client (Triton's, KServe's,
 MLServer's) turns one tensor into one array, and a class that is added or retired changes a
 column count instead of the output names a client asks for. This module is pure logic: the
-request's texts and message ids, and the response or the one-line error for the outcomes.
+request read from JSON or from the binary tensor data extension (the JSON part, then raw tensor
+bytes), its texts and message ids, and the response, JSON or binary as each output was asked
+for, or the one-line error for the outcomes.
 """
 
 from __future__ import annotations
 
+import json
+import struct
 from collections.abc import Iterator
 from math import prod
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from triage.gateway.contract import ID_PATTERN, TEXT_RULES
 from triage.gateway.results import TextOutcome
 from triage.gateway.service import Answer
 
 MODEL = "triage"
 INPUT = "text"
+# The model's one version: the contract of its tensors, not a classifier's version (those are
+# the metadata's `parameters`). Clients given a version build `/v2/models/triage/versions/1/…`.
+VERSION = "1"
 # A class's column in `scores` when the result has no score for it (an incomplete result, or
 # a class that joined between two texts of a request): no probability is negative.
 NO_SCORE = -1.0
 # The request id with "-<index>" must fit the 256 characters of a message id.
 MAX_REQUEST_ID = 240
-
-Parameters = dict[str, str | int | float | bool]
+# The binary tensor data extension: the JSON part's length when raw tensor bytes follow it.
+HEADER_LENGTH = "Inference-Header-Content-Length"
+OutputName = Literal["label", "probability", "scores", "classes", "id"]
+ParameterValue = str | int | float | bool
 
 
 class MetadataTensor(BaseModel):
@@ -48,6 +58,7 @@ class ServerMetadata(BaseModel):
 
 class ModelMetadata(BaseModel):
     name: str
+    versions: list[str]
     platform: str
     inputs: list[MetadataTensor]
     outputs: list[MetadataTensor]
@@ -56,33 +67,79 @@ class ModelMetadata(BaseModel):
     )
 
 
+class InputParameters(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    __pydantic_extra__: dict[str, ParameterValue]
+    binary_data_size: int | None = Field(
+        default=None, ge=0, description="the input's bytes follow the JSON (binary extension)"
+    )
+
+
 class RequestInput(BaseModel):
-    name: str
-    shape: list[int]
-    datatype: str
-    parameters: Parameters | None = None
-    data: list[Any]
+    # `data` is required in JSON: a binary input's `binary_data_size` is the extension's, not
+    # JSON's (its bytes follow the JSON part, which JSON Schema cannot describe).
+    model_config = ConfigDict(
+        strict=True, json_schema_extra={"required": ["name", "shape", "datatype", "data"]}
+    )
+    name: str = Field(description="any name when it is the only input, else 'text'")
+    shape: list[int] = Field(description="the texts' count, or any shape holding that many")
+    datatype: Literal["BYTES"]
+    parameters: InputParameters | None = None
+    data: list[str | list[Any]] | None = Field(
+        default=None,
+        min_length=1,
+        json_schema_extra={
+            "items": {"anyOf": [{"type": "string", **TEXT_RULES}, {"type": "array"}]}
+        },
+        description="the texts, flat or nested; absent when sent as binary (binary_data_size)",
+    )
+
+
+class OutputParameters(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    __pydantic_extra__: dict[str, ParameterValue]
+    binary_data: bool | None = Field(default=None, description="answer it as raw bytes")
 
 
 class RequestOutput(BaseModel):
-    name: str
-    parameters: Parameters | None = None
+    model_config = ConfigDict(strict=True)
+    name: OutputName
+    parameters: OutputParameters | None = None
+
+
+class RequestParameters(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    __pydantic_extra__: dict[str, ParameterValue]
+    wait: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="seconds to wait for the results (default and at most: max_wait_s)",
+    )
+    binary_data_output: bool = Field(default=False, description="every output as raw bytes")
 
 
 class InferRequest(BaseModel):
-    id: str | None = Field(default=None, min_length=1, max_length=MAX_REQUEST_ID)
-    parameters: Parameters | None = Field(
-        default=None, description="`wait`: seconds to wait for the results (at most max_wait_s)"
+    # strict: JSON's types as the schema says them ("5" is not a number, nor 1 a boolean)
+    model_config = ConfigDict(strict=True)
+    id: str | None = Field(
+        default=None, min_length=1, max_length=MAX_REQUEST_ID, pattern=ID_PATTERN
     )
+    parameters: RequestParameters | None = None
     inputs: list[RequestInput] = Field(min_length=1)
     outputs: list[RequestOutput] | None = None
+
+
+class ResponseParameters(BaseModel):
+    binary_data_size: int
 
 
 class ResponseOutput(BaseModel):
     name: str
     shape: list[int]
     datatype: str
-    data: list[Any]
+    parameters: ResponseParameters | None = None
+    data: list[Any] | None = Field(default=None, description="absent when sent as binary")
 
 
 class InferResponse(BaseModel):
@@ -99,11 +156,85 @@ class Refused(Exception):
         self.status, self.error = status, error
 
 
+def read_request(body: bytes, header_length: str | None) -> InferRequest:
+    """The request in `body`: JSON alone, or (binary extension) `header_length` bytes of JSON
+    and then each binary input's bytes, in the inputs' order. Refused (400) with one line."""
+    binary = b""
+    if header_length is not None:
+        if not header_length.isdigit() or int(header_length) > len(body):
+            raise Refused(400, f"{HEADER_LENGTH} {header_length!r} is not a length in the body")
+        body, binary = body[: int(header_length)], body[int(header_length) :]
+    try:
+        obj = json.loads(body, parse_constant=_no_constant)
+    except RecursionError:
+        raise Refused(400, "the body is not JSON this server reads: nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise Refused(400, f"the body is not JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise Refused(400, "the body is not JSON: it is not UTF-8") from None
+    except ValueError as exc:  # a constant (NaN, Infinity) or an integer of 4,300+ digits
+        why = str(exc) if "JSON number" in str(exc) else "a number too long to read"
+        raise Refused(400, f"the body is not JSON this server reads: {why}") from None
+    if not isinstance(obj, dict):
+        raise Refused(400, "the body is not a JSON object")
+    try:
+        request = InferRequest.model_validate(obj)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise Refused(400, f"{where}: {first['msg']}") from None
+    _attach_binary(request, binary)
+    return request
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _attach_binary(request: InferRequest, binary: bytes) -> None:
+    """Each binary input's `data`, its texts read from `binary` (BYTES: 4-byte little-endian
+    length, then that many bytes of UTF-8, per element)."""
+    at = 0
+    for tensor in request.inputs:
+        size = tensor.parameters.binary_data_size if tensor.parameters else None
+        if size is None:
+            if tensor.data is None:
+                raise Refused(400, f"input {tensor.name!r} has no data")
+            continue
+        if at + size > len(binary):
+            raise Refused(
+                400, f"input {tensor.name!r}: {size} binary bytes, {len(binary) - at} sent"
+            )
+        tensor.data = _bytes_elements(tensor.name, binary[at : at + size])
+        at += size
+    if at != len(binary):
+        raise Refused(400, f"{len(binary) - at} bytes after the inputs' binary data")
+
+
+def _bytes_elements(name: str, raw: bytes) -> list[str | list[Any]]:
+    texts: list[str | list[Any]] = []
+    at = 0
+    while at < len(raw):
+        if at + 4 > len(raw):
+            raise Refused(400, f"input {name!r}: binary data cut inside an element's length")
+        (n,) = struct.unpack_from("<I", raw, at)
+        element = raw[at + 4 : at + 4 + n]
+        if len(element) != n:
+            raise Refused(400, f"input {name!r}: binary element {len(texts)} is cut short")
+        try:
+            texts.append(element.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise Refused(400, f"input {name!r}: element {len(texts)} is not UTF-8") from None
+        at += 4 + n
+    return texts
+
+
 def model_metadata(versions: dict[str, str]) -> ModelMetadata:
     """`triage` as tensors, with the classes voting now (`versions`: class → version)."""
     k = len(versions) or -1
     return ModelMetadata(
         name=MODEL,
+        versions=[VERSION],
         platform="triage_kafka",
         inputs=[MetadataTensor(name=INPUT, datatype="BYTES", shape=[-1])],
         outputs=[
@@ -128,22 +259,29 @@ def request_texts(request: InferRequest, max_texts: int) -> list[str]:
         if len(inputs) != 1:
             raise Refused(400, f"expected one input named {INPUT!r}, got several")
     tensor = inputs[0]  # one input: its name is not checked, as a text model's clients vary
-    if tensor.datatype != "BYTES":
-        raise Refused(400, f"input {tensor.name!r} must be BYTES, not {tensor.datatype}")
-    texts = list(_flat(tensor.data))
+    texts = list(_flat(tensor.data or []))
     if any(not isinstance(t, str) for t in texts):
         raise Refused(400, f"input {tensor.name!r} must hold strings")
-    if prod(tensor.shape) != len(texts) or any(d < 0 for d in tensor.shape):
+    if any(d < 0 for d in tensor.shape) or prod(tensor.shape) != len(texts):
         raise Refused(400, f"input {tensor.name!r}: shape {tensor.shape} but {len(texts)} items")
     if not texts:
         raise Refused(400, f"input {tensor.name!r} holds no text")
     if len(texts) > max_texts:
         raise Refused(400, f"at most {max_texts} texts a request")
-    if request.outputs is not None:
-        unknown = [o.name for o in request.outputs if o.name not in OUTPUTS]
-        if unknown:
-            raise Refused(400, f"no output {unknown[0]!r}; outputs are {', '.join(OUTPUTS)}")
+    for i, text in enumerate(texts):
+        if not text.isascii():  # O(1) for ASCII: only other texts are encoded to check
+            try:
+                text.encode()
+            except UnicodeEncodeError as exc:
+                raise Refused(
+                    400, f"input {tensor.name!r}: text {i}: {_unencodable(exc)}"
+                ) from None
     return texts
+
+
+def _unencodable(exc: UnicodeEncodeError) -> str:
+    char = exc.object[exc.start]
+    return f"holds {char!r} at {exc.start}, a lone UTF-16 surrogate that UTF-8 cannot carry"
 
 
 def _flat(data: list[Any]) -> Iterator[Any]:
@@ -157,10 +295,8 @@ def _flat(data: list[Any]) -> Iterator[Any]:
 
 def wait_s(request: InferRequest, max_wait_s: float) -> float:
     """The `wait` parameter, at most `max_wait_s` (its default: v2 clients do not poll)."""
-    wait = (request.parameters or {}).get("wait", max_wait_s)
-    if isinstance(wait, bool) or not isinstance(wait, int | float) or wait < 0:
-        raise Refused(400, "parameter 'wait' must be a number of seconds, 0 or more")
-    return min(float(wait), max_wait_s)
+    wait = request.parameters.wait if request.parameters else None
+    return max_wait_s if wait is None else min(wait, max_wait_s)
 
 
 def message_ids(request_id: str, n: int) -> list[str]:
@@ -184,12 +320,42 @@ def infer_response(
         "classes": ("BYTES", [k], classes),
         "id": ("BYTES", [n], [r.id for r in results]),
     }
-    names = OUTPUTS if wanted is None else [o.name for o in wanted]
+    names = OUTPUTS if wanted is None else tuple(o.name for o in wanted)
     return InferResponse(
         model_name=MODEL,
         id=request_id,
         outputs=[_output(name, *outputs[name]) for name in names],
     )
+
+
+def encode_response(request: InferRequest, response: InferResponse) -> tuple[bytes, int | None]:
+    """The response's bytes, and the length of its JSON part when raw bytes follow (binary
+    extension: the outputs asked for as binary, per output or all by `binary_data_output`,
+    carry `binary_data_size` instead of `data`, their bytes in the outputs' order)."""
+    asked: dict[str, bool | None] = {
+        o.name: o.parameters.binary_data for o in request.outputs or () if o.parameters
+    }
+    everything = request.parameters.binary_data_output if request.parameters else False
+    raw = []
+    for output in response.outputs:
+        binary = asked.get(output.name)
+        if binary is None:
+            binary = everything
+        if binary and output.data is not None:
+            data = _tensor_bytes(output.datatype, output.data)
+            output.parameters, output.data = ResponseParameters(binary_data_size=len(data)), None
+            raw.append(data)
+    header = response.model_dump_json(exclude_none=True).encode()
+    if not raw:
+        return header, None
+    return b"".join([header, *raw]), len(header)
+
+
+def _tensor_bytes(datatype: str, data: list[Any]) -> bytes:
+    if datatype == "FP32":
+        return struct.pack(f"<{len(data)}f", *data)
+    encoded = [str(item).encode() for item in data]
+    return b"".join(struct.pack("<I", len(e)) + e for e in encoded)
 
 
 def _output(name: str, datatype: str, shape: list[int], data: list[Any]) -> ResponseOutput:

@@ -53,7 +53,11 @@ class Publisher:
     def send(self, record: TextRecord) -> Any:
         """Send one record without waiting: a future whose `get(timeout)` raises if the broker
         refused it (a caller serving many requests waits for its own record only)."""
-        return self._producer.send(self.topics.texts, key=record.id.encode(), value=encode(record))
+        return self.send_encoded(record.id.encode(), encode(record))
+
+    def send_encoded(self, key: bytes, value: bytes) -> Any:
+        """`send` of a record already encoded (its id as the key, `encode(record)`)."""
+        return self._producer.send(self.topics.texts, key=key, value=value)
 
     def send_raw(self, key: bytes | None, value: bytes | None) -> None:
         """Send bytes as they are (for tests and tools that publish non-JSON texts)."""

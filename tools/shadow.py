@@ -42,52 +42,28 @@ class ShadowReport:
     impact: Impact
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON of `shadow-report` and of `gate --json`'s "impact" (abstention: null)."""
-        flows = self.impact.flows
+        """The JSON of `shadow-report` and of `gate --json`'s "impact": the impact's one
+        vocabulary (docs/impact.md), figures null where undefined, only the classes a judged
+        text names, and the counts only the live side has."""
+        impact = self.impact.as_dict(undefined_as_null=True)
+        impact["per_class"] = {
+            name: figures
+            for name, figures in impact["per_class"].items()
+            if _judged(self.impact.per_class[name])
+        }
         return {
             "label": self.label,
-            "version": self.version,
+            "candidate_version": self.version,
             "scored": self.scored,
-            "with_result": self.impact.texts,
-            "would_change_winner": self.impact.changed,
             "predicted_positive": self.predicted_positive,
             "agrees_with_result": self.agrees_with_result,
-            "judged": self.impact.judged,
-            "changed_judged": sum(f.judged for f in flows),
-            "flow": [
-                {
-                    "from": _label(f.source),
-                    "to": _label(f.target),
-                    "changed": f.count,
-                    "judged": f.judged,
-                    "right": f.right,
-                    "wrong": f.wrong,
-                    "lost": f.was_right,  # changed, so the old winner right = now wrong
-                }
-                for f in flows
-            ],
-            "classes": {
-                name: _class_json(c) for name, c in self.impact.per_class.items() if _judged(c)
-            },
+            **impact,
         }
-
-
-def _label(label: str) -> str | None:
-    return None if label == NONE else label
 
 
 def _judged(c: ClassImpact) -> bool:
     """Named by a judged text (its winner before or after, or its truth)."""
     return any(s.tp + s.fp + s.fn for s in (c.before, c.after))
-
-
-def _class_json(c: ClassImpact) -> dict[str, Any]:
-    figures = {
-        f"{name}_{side}": None if x is None else round(x, 4)
-        for name in ("precision", "recall", "f1")
-        for side, x in (("before", c.before.defined(name)), ("after", c.after.defined(name)))
-    }
-    return {"label": c.label, "support": c.before.support, **figures}
 
 
 def shadow_report(
@@ -139,7 +115,7 @@ def gate(report: ShadowReport, max_drop: float, min_judged: int) -> dict[str, An
     reasons = gate_reasons(report.impact, report.label, max_drop, min_judged)
     return {
         "label": report.label,
-        "version": report.version,
+        "candidate_version": report.version,
         "passed": not reasons,
         "reasons": reasons,
         "max_drop": max_drop,
@@ -167,29 +143,31 @@ def read_scores(settings: CommonSettings) -> Iterator[ScoreRecord]:
 
 def format_report(shadow: ShadowReport) -> str:
     report = shadow.as_dict()
-    n = report["with_result"]
-    share = f" ({report['would_change_winner'] / n:.1%})" if n else ""
+    n = report["texts"]
+    share = f" ({report['changed'] / n:.1%})" if n else ""
     lines = [
-        f"{report['label']}@{report['version']}: {report['scored']} texts scored, "
+        f"{report['label']}@{report['candidate_version']}: {report['scored']} texts scored, "
         f"{n} with a committed result; would have changed the winner of "
-        f"{report['would_change_winner']}{share}; p >= 0.5 on {report['predicted_positive']}; "
+        f"{report['changed']}{share}; p >= 0.5 on {report['predicted_positive']}; "
         f"agrees with the result (p >= 0.5 iff labelled {report['label']}) on "
         f"{report['agrees_with_result']}; {report['judged']} of them judged (corrected), "
         f"{report['changed_judged']} of the changed"
     ]
-    if report["flow"]:
+    if report["flows"]:
         lines += ["", f"{'changed from':28} {'to':28} {'texts':>6} {'judged':>6} {'right':>6} "
-                  f"{'wrong':>6} {'lost':>5}"]  # fmt: skip
+                  f"{'wrong':>6} {'was right':>9}"]  # fmt: skip
         lines += [
             f"{_name(f['from']):28} {_name(f['to']):28} {f['changed']:>6} {f['judged']:>6} "
-            f"{f['right']:>6} {f['wrong']:>6} {f['lost']:>5}"
-            for f in report["flow"]
+            f"{f['right']:>6} {f['wrong']:>6} {f['was_right']:>9}"
+            for f in report["flows"]
         ]
-        lines.append("(right: the new winner is the correction's class; lost: the old one was)")
+        lines.append(
+            "(right: the new winner is the correction's class; was right: the old one was)"
+        )
     if report["judged"]:
         lines += ["", f"per class on the {report['judged']} judged texts (* moved):"]
         lines.append(f"  {'class':28} {'precision':>15} {'recall':>15} {'support':>8}")
-        for name, m in report["classes"].items():
+        for name, m in report["per_class"].items():
             moved = m[FIGURES[0]] != m[FIGURES[1]] or m[FIGURES[2]] != m[FIGURES[3]]
             lines.append(
                 f"{'*' if moved else ' '} {name[:28]:28} "
@@ -200,7 +178,7 @@ def format_report(shadow: ShadowReport) -> str:
 
 
 def format_gate(verdict: dict) -> str:
-    head = f"gate {verdict['label']}@{verdict['version']}: "
+    head = f"gate {verdict['label']}@{verdict['candidate_version']}: "
     if verdict["passed"]:
         return head + (
             f"passes (no other class drops more than {verdict['max_drop']:g} on "

@@ -19,7 +19,7 @@ import numpy as np
 
 from triage.core.model.artifacts import MANIFEST, LoadedModel, load_model, load_models
 from triage.core.model.decision import decide
-from triage.core.model.impact import Impact, Outcome, impact
+from triage.core.model.impact import NONE, Impact, Outcome, impact
 from triage.core.model.scoring import Scorer
 from triage.training.data import DataError, read_dataset
 from triage.training.evaluation import embedder, rows_to_score
@@ -124,10 +124,13 @@ def format_comparison(summary: dict[str, Any]) -> str:
             f"{c['recall_before']:6.3f} {c['recall_after']:6.3f} {c['f1_before']:6.3f} "
             f"{c['f1_after']:6.3f} {c['support']:4d}"
         )
-    lines += ["", "changed decisions (from → to: count, right after, right before)"]
+    lines += [
+        "",
+        f"changed decisions (from → to: changed, right after, right before; {NONE}: abstained)",
+    ]
     for f in s["flows"][:FLOWS_SHOWN]:
         lines.append(
-            f"  {f['from']} → {f['to']}: {f['count']}, {f['right']} right, "
+            f"  {f['from'] or NONE} → {f['to'] or NONE}: {f['changed']}, {f['right']} right, "
             f"{f['was_right']} were right"
         )
     if len(s["flows"]) > FLOWS_SHOWN:

@@ -350,9 +350,9 @@ def impact_section(s: dict[str, Any]) -> str:
         ],
     )
     flows = _table(
-        ["from", "to", "texts", "right after", "wrong after", "right before"],
+        ["from", "to", "changed", "right after", "wrong after", "right before"],
         [
-            [f["from"], f["to"], f["count"], f["right"], f["wrong"], f["was_right"]]
+            [f["from"] or "-", f["to"] or "-", f["changed"], f["right"], f["wrong"], f["was_right"]]
             for f in s["flows"]
         ],
     )

@@ -106,25 +106,25 @@ class Impact:
     per_class: dict[str, ClassImpact]
     flows: list[Flow]  # most changed decisions first, then by (source, target)
 
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready, figures rounded to 4 digits."""
+    def as_dict(self, undefined_as_null: bool = False) -> dict[str, Any]:
+        """JSON-ready, figures rounded to 4 digits: the one vocabulary of a candidate's impact
+        (docs/impact.md), for `compare --json`, `shadow-report --json` and `gate --json`.
+        An abstention is null in `from` and `to`. A figure without a denominator is 0 (as
+        scikit-learn's `zero_division=0`, so offline figures match `triage evaluate`), or
+        null with `undefined_as_null` (the live reports, where the gate skips such figures)."""
         return {
             "texts": self.texts,
             "judged": self.judged,
             "changed": self.changed,
+            "changed_judged": sum(f.judged for f in self.flows),
             "per_class": {
-                label: {
-                    **{f"{figure}_{side}": _round(c, side, figure) for side, figure in _FIGURES},
-                    **{f"{figure}_delta": round(c.delta(figure), 4) for figure in _NAMES},
-                    "support": c.before.support,
-                }
-                for label, c in self.per_class.items()
+                label: _class_json(c, undefined_as_null) for label, c in self.per_class.items()
             },
             "flows": [
                 {
-                    "from": f.source,
-                    "to": f.target,
-                    "count": f.count,
+                    "from": _label(f.source),
+                    "to": _label(f.target),
+                    "changed": f.count,
                     "judged": f.judged,
                     "right": f.right,
                     "wrong": f.wrong,
@@ -135,12 +135,27 @@ class Impact:
         }
 
 
+def _label(label: str) -> str | None:
+    return None if label == NONE else label
+
+
+def _class_json(c: ClassImpact, undefined_as_null: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"support": c.before.support}
+    for figure in _NAMES:
+        if undefined_as_null:
+            before, after = c.before.defined(figure), c.after.defined(figure)
+        else:
+            before, after = getattr(c.before, figure), getattr(c.after, figure)
+        delta = None if before is None or after is None else round(after - before, 4)
+        out |= {
+            f"{figure}_before": None if before is None else round(float(before), 4),
+            f"{figure}_after": None if after is None else round(float(after), 4),
+            f"{figure}_delta": delta,
+        }
+    return out
+
+
 _NAMES = ("precision", "recall", "f1")
-_FIGURES = [(side, figure) for figure in _NAMES for side in ("before", "after")]
-
-
-def _round(c: ClassImpact, side: str, figure: str) -> float:
-    return round(float(getattr(getattr(c, side), figure)), 4)
 
 
 def impact(outcomes: Iterable[Outcome], labels: Iterable[str] = ()) -> Impact:

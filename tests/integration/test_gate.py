@@ -142,12 +142,12 @@ def test_the_gate_refuses_a_candidate_taking_another_class_and_passes_a_good_one
     # The live flow table equals the test's, and its right/wrong counts the corrections sent.
     report = run_json(procs, "shadow-report", "--label", label, "--version", "2")
     table, figures = expected_impact(results, shadow2, truth, label)
-    flow = {(f["from"], f["to"]): (f["changed"], f["right"], f["wrong"]) for f in report["flow"]}
+    flow = {(f["from"], f["to"]): (f["changed"], f["right"], f["wrong"]) for f in report["flows"]}
     assert flow == table
     assert table[(other, label)][0] > 0  # it takes the texts of the class it was taught
-    assert (report["judged"], report["with_result"]) == (len(ids), len(ids))
+    assert (report["judged"], report["texts"]) == (len(ids), len(ids))
     for (c, name), (before, after) in figures.items():
-        move = report["classes"][c]
+        move = report["per_class"][c]
         assert (move[f"{name}_before"], move[f"{name}_after"]) == pytest.approx(
             (before, after), abs=1e-4
         )

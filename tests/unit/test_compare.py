@@ -60,10 +60,10 @@ def test_a_bad_candidate_takes_texts_from_the_class_it_overlaps(folders):
     counts, right, before, after = _independent(
         folders / "current", folders / "bad", x_test, y_test
     )
-    assert {(f["from"], f["to"]): f["count"] for f in s["flows"]} == dict(counts)
+    assert {(f["from"], f["to"]): f["changed"] for f in s["flows"]} == dict(counts)
     assert {(f["from"], f["to"]): f["right"] for f in s["flows"] if f["right"]} == dict(right)
     assert s["flows"][0]["from"] == TAKEN and s["flows"][0]["to"] == TAKER
-    assert s["flows"][0]["count"] >= 5 and s["flows"][0]["right"] == 0
+    assert s["flows"][0]["changed"] >= 5 and s["flows"][0]["right"] == 0
     taken = s["per_class"][TAKEN]
     assert taken["recall_after"] < taken["recall_before"]
     assert s["per_class"][TAKER]["precision_delta"] < 0
@@ -96,4 +96,4 @@ def test_cli_json_and_report(folders, tmp_path, capsys):
     assert "Changed decisions" in page and f"<td>{TAKEN}</td><td>{TAKER}</td>" in page
     assert main(argv) == 0
     text = capsys.readouterr().out
-    assert f"{TAKEN} → {TAKER}: {s['flows'][0]['count']}, 0 right" in text
+    assert f"{TAKEN} → {TAKER}: {s['flows'][0]['changed']}, 0 right" in text

@@ -11,11 +11,14 @@ so the gateway answers without publishing (a retry of known ids, as on a live ga
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tritonclient.http as tritonclient
 from fastapi.testclient import TestClient
 
 from triage.core.settings import ConnectionSettings
@@ -23,8 +26,8 @@ from triage.gateway.app import create_app
 from triage.gateway.results import TextOutcome
 from triage.gateway.service import Gateway
 from triage.gateway.settings import GatewaySettings
-from triage.schemas.codec import fingerprint
-from triage.schemas.models import DeadLetter, LabelRecord
+from triage.schemas.codec import encode, fingerprint
+from triage.schemas.models import DeadLetter, LabelRecord, TextRecord
 
 TEXTS = ["my card has not arrived", "hello there", "close my account"]
 
@@ -44,9 +47,15 @@ def result(message_id: str, text: str, label: str | None, scores: dict[str, floa
     )
 
 
-def refusal(message_id: str) -> DeadLetter:
-    # Only what the gateway reads of a dead letter: its id, reason and detail.
-    return DeadLetter.model_construct(id=message_id, reason="empty_text", detail="it is empty")
+def refusal(message_id: str, text: str) -> DeadLetter:
+    # Only what the gateway reads of a dead letter: its id, reason, detail and original bytes.
+    value = encode(TextRecord(id=message_id, text=text))
+    return DeadLetter.model_construct(
+        id=message_id,
+        reason="empty_text",
+        detail="it is empty",
+        original_value_b64=base64.b64encode(value).decode(),
+    )
 
 
 def ready_gateway() -> Gateway:
@@ -66,7 +75,7 @@ def gateway() -> Gateway:
     ]
     for outcome in outcomes:
         gateway.index.add(TextOutcome(result=outcome))
-    gateway.index.add(TextOutcome(refused=refusal("bad-0")))
+    gateway.index.add(TextOutcome(refused=refusal("bad-0", " ")))
     return gateway
 
 
@@ -114,6 +123,9 @@ def test_a_refused_text_fails_the_request_with_400_and_its_reason(gateway):
     response = client(gateway).post("/v2/models/triage/infer", json=infer_request([" "], "bad"))
     assert response.status_code == 400
     assert response.json() == {"error": "text 0 (id bad-0) refused: empty_text: it is empty"}
+    # The id again with another text: not that text's refusal, a conflict
+    other = client(gateway).post("/v2/models/triage/infer", json=infer_request(["hi"], "bad"))
+    assert other.status_code == 409 and "already has a result for another text" in other.text
 
 
 def test_a_reused_id_with_other_texts_is_409_and_an_undecided_one_504(gateway):
@@ -133,16 +145,26 @@ def test_a_reused_id_with_other_texts_is_409_and_an_undecided_one_504(gateway):
 @pytest.mark.parametrize(
     ("change", "error"),
     [
-        ({"datatype": "FP32"}, "input 'text' must be BYTES, not FP32"),
+        ({"datatype": "FP32"}, "inputs.0.datatype: Input should be 'BYTES'"),
         ({"shape": [2]}, "input 'text': shape [2] but 3 items"),
-        ({"data": [1, 2, 3]}, "input 'text' must hold strings"),
-        ({"shape": [0], "data": []}, "input 'text' holds no text"),
+        ({"data": [1, 2, 3]}, "inputs.0.data.0.str: Input should be a valid string"),
+        ({"data": [["a"], [1], ["c"]]}, "input 'text' must hold strings"),
+        (
+            {"data": ["a", "\udaf8", "c"]},
+            "input 'text': text 1: holds '\\udaf8' at 0, a lone "
+            "UTF-16 surrogate that UTF-8 cannot carry",
+        ),
+        (
+            {"shape": [0], "data": []},
+            "inputs.0.data: List should have at least 1 item after validation, not 0",
+        ),
     ],
 )
 def test_inputs_that_are_not_a_batch_of_texts_are_400(gateway, change, error):
     body = infer_request(TEXTS)
     body["inputs"][0] |= change
-    response = client(gateway).post("/v2/models/triage/infer", json=body)
+    # json.dumps escapes a lone surrogate as JSON does ("\udaf8"); no Content-Type, as Triton's
+    response = client(gateway).post("/v2/models/triage/infer", content=json.dumps(body))
     assert response.status_code == 400 and response.json() == {"error": error}
 
 
@@ -187,7 +209,8 @@ def test_health_and_metadata_without_kafka(gateway):
     model_ready = c.get("/v2/models/triage/ready")
     assert model_ready.status_code == 503 and model_ready.json()["name"] == "triage"
     server = c.get("/v2").json()
-    assert server["name"] == "triage" and server["extensions"] == [] and server["version"]
+    assert server["name"] == "triage" and server["version"]
+    assert server["extensions"] == ["binary_tensor_data"]
     metadata = c.get("/v2/models/triage").json()
     assert metadata["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
     assert [o["name"] for o in metadata["outputs"]] == [
@@ -215,3 +238,118 @@ def test_the_docs_example_is_what_the_gateway_answers():
         gateway.index.add(TextOutcome(result=result(out["id"][i], text, label, scores)))
     response = client(gateway).post("/v2/models/triage/infer", json=request)
     assert response.status_code == 200 and response.json() == shown
+
+
+def triton_request(texts: list[str], binary: bool, **options) -> tuple[bytes, dict[str, str]]:
+    """The body and headers Triton's own client (`tritonclient.http`) sends for `texts`."""
+    text = tritonclient.InferInput("text", [len(texts)], "BYTES")
+    text.set_data_from_numpy(np.array(texts, dtype=object), binary_data=binary)
+    body, header_length = tritonclient.InferenceServerClient.generate_request_body(
+        [text], request_id="42", **options
+    )
+    headers = (
+        {} if header_length is None else {"Inference-Header-Content-Length": str(header_length)}
+    )
+    return body, headers
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_tritons_client_defaults_binary_tensors_no_content_type(gateway, binary):
+    body, headers = triton_request(TEXTS, binary)
+    response = client(gateway).post("/v2/models/triage/infer", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/octet-stream"
+    header = response.headers["inference-header-content-length"]
+    result = tritonclient.InferResult.from_response_body(
+        response.content, header_length=int(header)
+    )
+    assert result.as_numpy("label").tolist() == [b"card_arrival", b"", b"close_account"]
+    assert result.as_numpy("id").tolist() == [b"42-0", b"42-1", b"42-2"]
+    assert result.as_numpy("probability").dtype == np.float32
+    assert result.as_numpy("scores").reshape(3, 2)[2].tolist() == [-1.0, pytest.approx(0.8)]
+    assert [o["parameters"]["binary_data_size"] > 0 for o in result.get_response()["outputs"]]
+
+
+def test_binary_per_output_and_the_versioned_paths(gateway):
+    outputs = [tritonclient.InferRequestedOutput("label", binary_data=False),
+               tritonclient.InferRequestedOutput("probability", binary_data=True)]  # fmt: skip
+    body, headers = triton_request(TEXTS, True, outputs=outputs)
+    c = client(gateway)
+    response = c.post("/v2/models/triage/versions/1/infer", content=body, headers=headers)
+    header = int(response.headers["inference-header-content-length"])
+    result = tritonclient.InferResult.from_response_body(response.content, header_length=header)
+    label, probability = result.get_response()["outputs"]
+    assert label["data"] == ["card_arrival", "", "close_account"] and "parameters" not in label
+    assert result.as_numpy("probability").tolist() == pytest.approx([0.9, 0.3, 0.8])
+    assert c.get("/v2/models/triage/versions/1").json()["versions"] == ["1"]
+    ready = c.get("/v2/models/triage/versions/1/ready")  # 503: no classifier votes here
+    assert ready.status_code == 503 and ready.json()["name"] == "triage"
+    other = c.post("/v2/models/triage/versions/2/infer", content=body, headers=headers)
+    assert other.status_code == 404
+    assert other.json() == {"error": "no version '2' of 'triage': its one version is '1'"}
+
+
+BINARY_INPUT = (
+    b'{"inputs": [{"name": "t", "shape": [1], "datatype": "BYTES",'
+    b' "parameters": {"binary_data_size": 6}}]}'
+)
+BINARY_HEADER = {"Inference-Header-Content-Length": str(len(BINARY_INPUT))}
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "error"),
+    [
+        (b'{"inputs": []}', {"Inference-Header-Content-Length": "99"},
+         "Inference-Header-Content-Length '99' is not a length in the body"),
+        (BINARY_INPUT, BINARY_HEADER,
+         "input 't': 6 binary bytes, 0 sent"),
+        (BINARY_INPUT + b"\x09\x00\x00\x00hi",
+         BINARY_HEADER, "input 't': binary element 0 is cut short"),
+        (BINARY_INPUT + b"\x02\x00\x00\x00\xff\xfe",
+         BINARY_HEADER, "input 't': element 0 is not UTF-8"),
+        (b'{"inputs": [{"name": "t", "shape": [1], "datatype": "BYTES"}]}', {},
+         "input 't' has no data"),
+        (b'{"parameters": {"wait": NaN}, "inputs": []}', {},
+         "the body is not JSON this server reads: NaN is not a JSON number"),
+        (b'{"parameters": {"wait": 1e999}, "inputs": []}', {},
+         "parameters.wait: Input should be a finite number"),
+        (b'{"parameters": {"wait": 1' + b"0" * 5000 + b'}}', {},
+         "the body is not JSON this server reads: a number too long to read"),
+        (b'{"inputs": ' + b"[" * 20000 + b"]" * 20000 + b"}", {},
+         "the body is not JSON this server reads: nested too deeply"),
+        (b"\xff{}", {}, "the body is not JSON: it is not UTF-8"),
+        (b"[]", {}, "the body is not a JSON object"),
+        (b'{"parameters": {"wait": true}, "inputs": []}', {},
+         "parameters.wait: Input should be a valid number"),
+    ],
+)  # fmt: skip
+def test_bodies_that_are_not_a_request_are_400_with_one_line(gateway, body, headers, error):
+    response = client(gateway).post("/v2/models/triage/infer", content=body, headers=headers)
+    assert response.status_code == 400 and response.json() == {"error": error}
+
+
+def test_openapi_documents_every_answer_of_every_route(gateway):
+    """Each route's statuses, as its code can answer them, each with a body's schema."""
+    spec = client(gateway).get("/openapi.json").json()
+    statuses = {
+        (path, method): sorted(int(s) for s in op["responses"])
+        for path, ops in spec["paths"].items()
+        for method, op in ops.items()
+    }
+    infer = [200, 400, 401, 403, 404, 409, 413, 503, 504]
+    assert statuses[("/v2/models/{model}/infer", "post")] == infer
+    assert statuses[("/v2/models/{model}/versions/{version}/infer", "post")] == infer
+    assert statuses[("/v1/classify", "post")] == [200, 202, 400, 401, 403, 409, 413, 422, 503]
+    assert statuses[("/v1/results/{message_id}", "get")] == [200, 202, 401, 403, 404, 409, 422]
+    assert statuses[("/readyz", "get")] == [200, 503]
+    for (path, method), codes in statuses.items():
+        for code in codes:
+            content = spec["paths"][path][method]["responses"][str(code)].get("content", {})
+            assert any("schema" in c and c["schema"] for c in content.values()), (path, code)
+    text = spec["components"]["schemas"]["TextIn"]["properties"]["text"]
+    assert (text["minLength"], text["maxLength"], text["pattern"]) == (1, 10_000, r"\S")
+    assert spec["components"]["schemas"]["BatchIn"]["properties"]["texts"]["maxItems"] == 100
+    model = spec["paths"]["/v2/models/{model}/infer"]["post"]["parameters"][0]
+    assert model["schema"]["enum"] == ["triage"]
+    request = spec["components"]["schemas"]["InferRequest"]
+    assert request["properties"]["id"]["anyOf"][0]["maxLength"] == 240

@@ -90,7 +90,7 @@ def test_a_candidate_taking_texts_from_a_neighbour():
     assert as_json["flows"][0] == {
         "from": "b",
         "to": "a",
-        "count": 3,
+        "changed": 3,
         "judged": 3,
         "right": 1,
         "wrong": 2,
@@ -153,15 +153,17 @@ def test_the_live_report_reads_shadow_scores_from_results_and_gates_on_correctio
     report = shadow_report([], results, "a", "2", threshold=0.3, corrections=corrections)
     as_json = report.as_dict()
     assert (as_json["scored"], as_json["judged"], as_json["changed_judged"]) == (5, 4, 2)
-    assert as_json["flow"] == [
-        {"from": "b", "to": "a", "changed": 2, "judged": 2, "right": 1, "wrong": 1, "lost": 1}
+    assert as_json["flows"] == [
+        {"from": "b", "to": "a", "changed": 2, "judged": 2, "right": 1, "wrong": 1, "was_right": 1}
     ]
     # b: recall 2/2 → 1/2 on the judged texts; a: recall 0/1 → 1/1, precision undefined → 1/2.
-    assert as_json["classes"] == {
-        "a": {"label": "a", "support": 1, "precision_before": None, "precision_after": 0.5,
-              "recall_before": 0.0, "recall_after": 1.0, "f1_before": None, "f1_after": 0.6667},
-        "b": {"label": "b", "support": 2, "precision_before": 0.6667, "precision_after": 1.0,
-              "recall_before": 1.0, "recall_after": 0.5, "f1_before": 0.8, "f1_after": 0.6667},
+    assert as_json["per_class"] == {
+        "a": {"support": 1, "precision_before": None, "precision_after": 0.5,
+              "precision_delta": None, "recall_before": 0.0, "recall_after": 1.0,
+              "recall_delta": 1.0, "f1_before": None, "f1_after": 0.6667, "f1_delta": None},
+        "b": {"support": 2, "precision_before": 0.6667, "precision_after": 1.0,
+              "precision_delta": 0.3333, "recall_before": 1.0, "recall_after": 0.5,
+              "recall_delta": -0.5, "f1_before": 0.8, "f1_after": 0.6667, "f1_delta": -0.1333},
     }  # fmt: skip
     verdict = gate(report, max_drop=0.02, min_judged=4)
     assert not verdict["passed"]

@@ -80,20 +80,21 @@ def test_shadow_report_counts_what_the_version_would_have_changed():
         result(2, "a", {"a": 0.8, "b": 0.1}),  # only a@1 scored it: not judged
     ]
     report = shadow_report(scores, results, "a", "2", corrections={"m0": "b", "m9": "a"}).as_dict()
-    assert report | {"classes": None} == {
+    assert report | {"per_class": None} == {
         "label": "a",
-        "version": "2",
+        "candidate_version": "2",
         "scored": 3,
-        "with_result": 2,
-        "would_change_winner": 1,
+        "texts": 2,
+        "changed": 1,
         "predicted_positive": 1,
         "agrees_with_result": 1,
         "judged": 1,
         "changed_judged": 1,
-        "flow": [
-            {"from": "b", "to": "a", "changed": 1, "judged": 1, "right": 0, "wrong": 1, "lost": 1}
+        "flows": [
+            {"from": "b", "to": "a", "changed": 1, "judged": 1, "right": 0, "wrong": 1,
+             "was_right": 1}
         ],
-        "classes": None,
-    }
-    assert report["classes"]["b"]["recall_before"] == 1.0
-    assert report["classes"]["b"]["recall_after"] == 0.0
+        "per_class": None,
+    }  # fmt: skip
+    assert report["per_class"]["b"]["recall_before"] == 1.0
+    assert report["per_class"]["b"]["recall_after"] == 0.0
