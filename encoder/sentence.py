@@ -26,7 +26,8 @@ from triage.core.errors import OperatorError
 
 # Recommended: on BANKING77's held-out 20 %, 77 heads on TF-IDF plus MiniLM-L6 beside USE route
 # 93.2 % (TF-IDF alone 91.2 %, MiniLM-L6 alone 93.0 %, L6 + L3 93.1 %) at 288 texts/s on 2
-# threads, against 359 for MiniLM-L6 alone (`triage evaluate`; the README's table).
+# threads, against 359 for MiniLM-L6 alone (`triage evaluate`; the catalog in docs/encoder.md,
+# how it was measured in docs/performance.md).
 DEFAULT = "minilm-l6-use"
 
 
