@@ -52,19 +52,31 @@ def check_label(label: str) -> None:
         )
 
 
+POLL_EVERY_S = 0.25
+
+
 class RegistryReader:
     """Follows the registry topic and applies every record to a `RegistryView`."""
 
     def __init__(self, reader: TopicReader, view: RegistryView | None = None) -> None:
         self.view = view or RegistryView()
         self._reader = reader
+        self._polled_s = float("-inf")
 
     @classmethod
     def open(cls, settings: CommonSettings) -> RegistryReader:
         return cls(TopicReader(settings, settings.topics.registry))
 
     def poll(self, timeout_ms: int = 0) -> int:
-        """Apply what arrived since the last call; returns the number of records read."""
+        """Apply what arrived since the last call; returns the number of records read. A poll
+        that would not wait asks Kafka at most every `POLL_EVERY_S`: a stage polls once a batch,
+        the registry changes a few times an hour, and a new voter votes `switch_delay_s` after
+        its record is written (measured: the aggregator's registry polls were 5 % of its CPU at
+        50 texts/s)."""
+        now = time.monotonic()
+        if timeout_ms <= 0 and now - self._polled_s < POLL_EVERY_S:
+            return 0
+        self._polled_s = now
         return self.apply(self.fetch(timeout_ms))
 
     def fetch(self, timeout_ms: int = 0) -> list[Record]:
