@@ -78,6 +78,10 @@ def test_bench_via_http_reports_request_latency_beside_the_pipelines(env, demo_m
     assert report["warmup"] is None and len(run["warmup_round_p99_ms"]) >= 2
     assert run["warmup_texts"] == 100 * len(run["warmup_round_p99_ms"])
     assert run["warmup_s"] >= 2 * 2
+    # the broker's JIT share of every round, read from its compiler threads
+    jit = run["warmup_round_jit_pct"]
+    assert len(jit) == len(run["warmup_round_p99_ms"]) and all(j >= 0 for j in jit)
+    assert not run["warmup_settled"] or jit[-1] <= 5
     # every role of the stack, the broker and the monitor among them, per text and at rest
     roles = report["cpu_ms_per_text_by_role"]
     assert {"classifiers", "aggregator", "monitor", "gateway", "broker", "bench"} <= set(roles)

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from triage.tools.bench import warmup
+from triage.tools.bench import costs, warmup
 from triage.tools.bench.costs import (
     format_roles,
     per_text_ms,
@@ -71,6 +71,19 @@ def test_format_roles_says_the_bench_is_not_counted():
 )
 def test_warm_up_settles_when_a_rounds_p99_is_within_a_quarter_of_the_one_before(p99s, expected):
     assert warmup.settled(p99s) is expected
+
+
+def test_warm_up_waits_for_the_brokers_jit_when_it_is_measured():
+    assert not warmup.settled([200.0, 210.0], [30.0, 12.0])  # still compiling
+    assert warmup.settled([200.0, 210.0], [30.0, 4.0])
+    assert warmup.another_round([200.0, 210.0], elapsed_s=4, round_jit_pct=[30.0, 12.0])
+    assert not warmup.another_round([200.0, 210.0], 4, [30.0, 12.0], max_s=4)
+
+
+def test_the_jit_is_read_from_the_compiler_threads_of_a_jvm():
+    assert costs.jit_cpu_seconds([]) == 0
+    assert costs.jit_cpu_seconds([os.getpid()]) == 0  # a Python process has none
+    assert costs.jit_cpu_seconds([2**22 + 7]) == 0  # gone: counts nothing
 
 
 def test_warm_up_rounds_go_on_until_settled_or_out_of_time():

@@ -29,6 +29,26 @@ def cpu_seconds(pids: Sequence[int]) -> float:
     return total / CLK_TCK
 
 
+def jit_cpu_seconds(pids: Sequence[int]) -> float:
+    """CPU seconds the JVMs among `pids` spent in their JIT compiler threads so far (HotSpot
+    names them `C1 CompilerThread<n>` and `C2 CompilerThread<n>`, cut to 15 characters)."""
+    total = 0
+    for pid in pids:
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        for task in tasks:
+            try:
+                if "CompilerThre" not in (task / "comm").read_text():
+                    continue
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                pass
+    return total / CLK_TCK
+
+
 def role_of(child_name: str) -> str:
     """`classifier (colocated, text)` → classifiers; `aggregator` → aggregator."""
     role = child_name.split()[0]

@@ -308,12 +308,15 @@ def warmup_line(report: Mapping[str, Any]) -> str:
         )
     first = report["runs"][0]
     p99s = first["warmup_round_p99_ms"]
+    jit = first.get("warmup_round_jit_pct") or []
+    jit_part = "; the broker's JIT " + " → ".join(f"{j:.0f}" for j in jit) + " % of a core"
     settled = "settled" if report["warmup_settled"] else "NOT settled (cap reached)"
     return (
         f"  warm-up           {settled} in {report['warmup_s']:.1f} s (median); first run: "
         f"{len(p99s)} rounds, {first['warmup_texts']} texts, p99 "
         + " → ".join(f"{p:.0f}" for p in p99s)
         + " ms"
+        + (jit_part if jit else "")
     )
 
 

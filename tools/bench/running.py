@@ -33,6 +33,7 @@ from triage.tools import supervisor
 from triage.tools.bench import warmup as warming
 from triage.tools.bench.costs import (
     CpuMeter,
+    jit_cpu_seconds,
     per_text_ms,
     percent_of_core,
     roles,
@@ -81,6 +82,7 @@ class RunResult:
     warmup_s: float = 0.0
     warmup_texts: int = 0
     warmup_round_p99_ms: list[float] = field(default_factory=list)
+    warmup_round_jit_pct: list[float] = field(default_factory=list)
     warmup_settled: bool = True
 
 
@@ -252,6 +254,7 @@ class _Measured:
             warmup_s=round(self.warm_up.seconds, 2),
             warmup_texts=self.warm_up.texts,
             warmup_round_p99_ms=self.warm_up.round_p99_ms,
+            warmup_round_jit_pct=self.warm_up.round_jit_pct,
             warmup_settled=self.warm_up.settled,
         )
         if self.load is None:
@@ -289,7 +292,9 @@ def _measure(
             else HttpLoad(gateway.url, clients=spec.clients, wait_s=spec.timeout_s)
         )
         send = _sender(publisher, load, rate)
-        warm, warm_up = _warm_up(spec, collector, send, load, rate, warmup)
+        warm, warm_up = _warm_up(
+            spec, collector, send, load, rate, warmup, by_role.get("broker", [])
+        )
         if load is not None:
             load.latencies_ms.clear()
             load.failures.clear()
@@ -328,9 +333,11 @@ def _warm_up(
     load: HttpLoad | None,
     rate: float | None,
     count: int | None,
+    broker_pids: Sequence[int] = (),
 ) -> tuple[list[TextRecord], warming.WarmUp]:
     """`count` texts at `rate`, results awaited; or (None) rounds of `warming.ROUND_S` of
-    traffic until a round's pipeline p99 settles. Every warm-up text, and what it took."""
+    traffic until a round's pipeline p99 settles and the broker's JIT with it. Every warm-up
+    text, and what it took."""
     texts = spec.texts
     size = warming.round_size(rate) if count is None else count
     warm: list[TextRecord] = []
@@ -339,15 +346,23 @@ def _warm_up(
     while size and (
         not took.round_p99_ms
         if count is not None
-        else warming.another_round(took.round_p99_ms, time.monotonic() - started)
+        else warming.another_round(
+            took.round_p99_ms, time.monotonic() - started, took.round_jit_pct
+        )
     ):
         n = len(warm)
         batch = [
             TextRecord(id=f"w{n + i:07d}", text=texts[(n + i) % len(texts)]) for i in range(size)
         ]
+        round_started, jit_before = time.monotonic(), jit_cpu_seconds(broker_pids)
         send(batch)
         if not collector.wait_for(_answered(batch, load), spec.timeout_s):
             raise TimeoutError(f"warm-up: not every result arrived in {spec.timeout_s:.0f}s")
+        if broker_pids:
+            jit_s = jit_cpu_seconds(broker_pids) - jit_before
+            took.round_jit_pct.append(
+                round(jit_s / max(time.monotonic() - round_started, 1e-9) * 100, 1)
+            )
         warm += batch
         latencies = sorted(
             collector.arrivals[r.id][0][2] for r in batch if r.id in collector.arrivals
@@ -355,9 +370,14 @@ def _warm_up(
         took.round_p99_ms.append(_percentile(latencies, 99))
     took.texts = len(warm)
     took.seconds = time.monotonic() - started
-    took.settled = count is not None or warming.settled(took.round_p99_ms)
+    took.settled = count is not None or warming.settled(took.round_p99_ms, took.round_jit_pct)
     if not took.settled:
-        log.warning("warm-up: p99 still moving after %.0fs: %s ms", took.seconds, took.round_p99_ms)
+        log.warning(
+            "warm-up: not settled after %.0fs: p99 %s ms, the broker's JIT %s %% of a core",
+            took.seconds,
+            took.round_p99_ms,
+            took.round_jit_pct,
+        )
     return warm, took
 
 
