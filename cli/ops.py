@@ -61,15 +61,16 @@ def _add_bench(sub: Subparsers) -> None:
         metavar="N",
         help="texts published (at --rate) and awaited before each measured run; default: rounds "
         "of 2 s of traffic (500 texts at full speed) until a round's p99 is within 25%% of the "
-        "round before's (2 rounds at least, 30 s at most); the report says how long it took",
+        "round before's and the broker's JIT used at most 5%% of a core in it (2 rounds at "
+        "least, 90 s at most); the report says how long it took",
     )
     p.add_argument(
         "--rest-s",
         type=float,
         default=10.0,
         metavar="S",
-        help="after each run's texts, measure the stack's CPU at rest for S seconds, no texts "
-        "(default %(default)s; 0: skip)",
+        help="after each run's texts have settled, measure the stack's CPU at rest for S "
+        "seconds, no texts (default %(default)s; 0: skip)",
     )
     p.add_argument(
         "--no-monitor",

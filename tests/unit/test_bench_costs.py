@@ -10,6 +10,7 @@ import pytest
 from triage.tools.bench import costs, warmup
 from triage.tools.bench.costs import (
     format_roles,
+    less_rest,
     per_text_ms,
     percent_of_core,
     role_medians,
@@ -30,6 +31,14 @@ def test_at_rest_is_percent_of_one_core_and_the_total_leaves_the_bench_out():
     rest = percent_of_core({"monitor": 0.2, "broker": 0.8, "bench": 0.5}, seconds=10)
     assert rest == {"monitor": 2.0, "broker": 8.0, "bench": 5.0}
     assert stack_total(rest) == 10.0
+
+
+def test_the_settle_after_the_last_result_is_counted_less_the_stacks_rest():
+    used = {"monitor": 0.30, "broker": 1.00, "bench": 0.01}
+    rest = {"monitor": 2.0, "broker": 3.0}  # % of one core; the bench has none
+    settled = less_rest(used, rest, seconds=2.5)
+    assert settled == pytest.approx({"monitor": 0.25, "broker": 0.925, "bench": 0.01})
+    assert less_rest({"monitor": 0.01}, {"monitor": 2.0}, seconds=2.5) == {"monitor": 0.0}
 
 
 def test_roles_group_children_by_what_they_do_and_name_the_broker_only_when_known():

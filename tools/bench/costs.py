@@ -91,6 +91,16 @@ def percent_of_core(used_s: Mapping[str, float], seconds: float) -> dict[str, fl
     return {role: round(s / seconds * 100, 2) for role, s in used_s.items()}
 
 
+def less_rest(
+    used_s: Mapping[str, float], rest_pct: Mapping[str, float], seconds: float
+) -> dict[str, float]:
+    """`used_s` less what each role spends at rest (`rest_pct`, % of one core) over `seconds`
+    of it, never below zero."""
+    return {
+        role: max(0.0, s - rest_pct.get(role, 0.0) / 100 * seconds) for role, s in used_s.items()
+    }
+
+
 def stack_total(by_role: Mapping[str, float]) -> float:
     """The stack's figure: every role's but the bench's own."""
     return round(sum(v for role, v in by_role.items() if role != BENCH), 3)
