@@ -168,6 +168,12 @@ def _broker_settings(
         # leaves a busy 2-core machine four missed heartbeats before a live broker is fenced.
         "broker.heartbeat.interval.ms": 1000,
         "broker.session.timeout.ms": 5000,
+        # The active controller appends a no-op record to the metadata log this often when
+        # nothing else changes (Kafka's default 500 ms), only so that the metadata's age can be
+        # monitored (KIP-835); each goes through the KRaft log, the controller and every node's
+        # metadata loader. Measured on a fresh local broker with no client, alternating: 3.05 and
+        # 2.81 % of a core at 500 ms, 2.25 and 1.96 % at 5 s.
+        "metadata.max.idle.interval.ms": 5000,
     }
 
 
