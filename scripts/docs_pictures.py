@@ -222,42 +222,24 @@ def steady_traffic(url: str, rate: float, seconds: float) -> tuple[int, int]:
 
 def screenshot(url: str, out: Path) -> None:
     """The page in headless Chromium after one message, as a person would see it."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    from chromium import BrowserMissing, headless_chromium
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
 
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        sys.exit("pictures: chromium and chromium-driver: `make install` brings them")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    profile = tempfile.mkdtemp(prefix="chromium-")
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        f"--user-data-dir={profile}",
-        "--window-size=1280,940",
-    ):
-        options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(executable_path=driver), options=options)
     try:
-        browser.get(f"{url}/")
-        wait_for = WebDriverWait(browser, 60)
-        browser.find_element(By.ID, "text").send_keys(MESSAGE)
-        browser.find_element(By.ID, "send").click()
-        wait_for.until(ready.visibility_of_element_located((By.ID, "winner")))
-        wait_for.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#classifiers tbody tr"))
-        wait_for.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#recent li"))
-        wait_for.until(lambda b: b.find_element(By.ID, "health").text == "ready")
-        browser.save_screenshot(str(out))
-    finally:
-        browser.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+        with headless_chromium(1280, 940) as browser:
+            browser.get(f"{url}/")
+            wait_for = WebDriverWait(browser, 60)
+            browser.find_element(By.ID, "text").send_keys(MESSAGE)
+            browser.find_element(By.ID, "send").click()
+            wait_for.until(ready.visibility_of_element_located((By.ID, "winner")))
+            wait_for.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#classifiers tbody tr"))
+            wait_for.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#recent li"))
+            wait_for.until(lambda b: b.find_element(By.ID, "health").text == "ready")
+            browser.save_screenshot(str(out))
+    except BrowserMissing as missing:
+        sys.exit(f"pictures: {missing}")
 
 
 def get(url: str) -> int | None:

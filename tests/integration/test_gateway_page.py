@@ -7,14 +7,11 @@ made by `make pictures`, from a pipeline under steady traffic)."""
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 
 import pytest
+from chromium import headless_chromium
 from conftest import DEMO_STREAM, free_port, wait_until
-from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
@@ -28,28 +25,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def browser():
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert chromium and driver, "chromium and chromium-driver: make install brings them"
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    profile = tempfile.mkdtemp(prefix="chromium-")
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={profile}",
-        "--window-size=1280,900",
-    ):
-        options.add_argument(flag)
-    session = webdriver.Chrome(service=Service(executable_path=driver), options=options)
-    yield session
-    session.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    with headless_chromium(1280, 900) as session:
+        yield session
 
 
 def test_a_person_types_a_message_and_sees_every_class(procs, demo_models, tmp_path, browser):
