@@ -19,6 +19,7 @@ from triage.cli.options import kafka_flags, settings_from
 from triage.core.errors import ConfigError, OperatorError
 from triage.core.settings import CommonSettings
 from triage.local import cluster as local_cluster
+from triage.tools.arrivals import ARRIVALS
 
 if TYPE_CHECKING:
     from triage.cli.options import Subparsers
@@ -38,6 +39,13 @@ def _add_bench(sub: Subparsers) -> None:
         metavar="R1,R2,...",
         help="a sweep: the series at each of these texts/s; prints a table of latency and CPU "
         "per text by rate, and the first rate whose p99 exceeds 1.5x the lowest rate's",
+    )
+    p.add_argument(
+        "--arrivals",
+        choices=ARRIVALS,
+        default="even",
+        help="at a rate, how texts are spaced: even (one every 1/rate s) or poisson (random "
+        "gaps averaging 1/rate s, as independent senders; the same seeded schedule every run)",
     )
     p.add_argument("--mode", choices=["colocated", "per-process"], default="colocated")
     p.add_argument("--repeat", type=int, default=3, help="runs; medians are reported")
@@ -168,6 +176,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise OperatorError("--clients N (N ≥ 1) needs --via http: it counts HTTP clients")
     if args.rates and args.rate is not None:
         raise OperatorError("--rate or --rates, not both: a sweep's lowest rate is its --rate")
+    if args.arrivals != "even" and args.rate is None and not args.rates:
+        raise OperatorError(f"--arrivals {args.arrivals} needs --rate or --rates: it spaces texts")
     if args.rest_s < 0:
         raise OperatorError(f"--rest-s {args.rest_s:g}: seconds at rest, 0 or more")
     report = _on_bench_cluster(
@@ -192,6 +202,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             monitor=not args.no_monitor,
             rest_s=args.rest_s,
             rates=args.rates or (),
+            arrivals=args.arrivals,
         ),
     )
     if report is None:

@@ -1,6 +1,7 @@
 """`triage bench --via http`: texts sent to `triage serve` at a fixed rate by concurrent clients.
 
-A pacing thread releases one request every 1/rate seconds (an open loop) or all at once (a closed
+A pacing thread releases each request when it is due, one every 1/rate seconds or at Poisson
+times averaging `rate` a second (`tools/arrivals.py`) (an open loop), or all at once (a closed
 loop: each of the `clients` sends its next request when its last is answered) into a queue that
 `clients` threads drain, each over its own keep-alive connection, so a slow answer holds one
 client, not the schedule. A request whose connection fails before its answer (a keep-alive
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from triage.schemas.models import TextRecord
+from triage.tools.arrivals import due_offsets
 
 
 @dataclass
@@ -36,8 +38,9 @@ class HttpLoad:
     failed_ids: set[str] = field(default_factory=set)  # answered other than 200, or not at all
     elapsed_s: float = 0.0  # of the last `run`: its answers a second are len(latencies_ms) / it
 
-    def run(self, records: list[TextRecord], rate: float | None) -> None:
-        """Send every record (paced at `rate` a second) and wait for every answer."""
+    def run(self, records: list[TextRecord], rate: float | None, arrivals: str = "even") -> None:
+        """Send every record (paced at `rate` a second, `arrivals` spaced) and wait for every
+        answer."""
         work: queue.Queue[tuple[TextRecord, float | None] | None] = queue.Queue()
         lock = threading.Lock()
         workers = [
@@ -46,11 +49,12 @@ class HttpLoad:
         ]
         for worker in workers:
             worker.start()
+        offsets = due_offsets(len(records), rate, arrivals) if rate else None
         started = time.perf_counter()
         for i, record in enumerate(records):
             due = None
-            if rate:
-                due = started + i / rate
+            if offsets is not None:
+                due = started + offsets[i]
                 delay = due - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)

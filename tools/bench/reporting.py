@@ -34,6 +34,7 @@ class Asked:
     warmup: int | None  # texts before each run; None: rounds until the latency settles
     clients: int | None = None  # --via http: the closed loop's clients
     monitor: bool = True  # the stack as `triage up` starts it, monitor included
+    arrivals: str = "even"  # at a rate: evenly spaced texts, or Poisson (tools/arrivals.py)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ def report(
             "classes": asked.classes,
             "messages": asked.messages,
             "rate": asked.rate,
+            "arrivals": asked.arrivals,
             "repeat": asked.repeat,
             "monitor": asked.monitor,
         }
@@ -200,11 +202,19 @@ def _correctness(everything: list[RunResult]) -> dict[str, Any]:
     }
 
 
+def _rate(report: dict) -> str:
+    """The asked rate as the summary names it: "max", "50.0", or "50.0 (poisson arrivals)"."""
+    if not report["rate"]:
+        return "max"
+    arrivals = report.get("arrivals", "even")
+    return f"{report['rate']}" + ("" if arrivals == "even" else f" ({arrivals} arrivals)")
+
+
 def format_summary(report: dict) -> str:
     lines = [
         machine_line(report),
         f"mode {report['mode']}, {report['classes']} classes, {report['messages']} texts, "
-        f"rate {report['rate'] or 'max'}, {_runs(report['repeat'])} (medians), "
+        f"rate {_rate(report)}, {_runs(report['repeat'])} (medians), "
         + ("monitor included, as `triage up` runs it:" if report["monitor"] else "no monitor:"),
         f"  throughput        {report['throughput']:.0f} texts/s end to end",
         f"  latency           p50 {report['p50_ms']:.0f} ms, p95 {report['p95_ms']:.0f} ms, "

@@ -8,6 +8,7 @@ CPU per text and at rest by role, and correctness summarised as a `RunResult`.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import socket
@@ -30,6 +31,7 @@ from triage.producer.settings import ProducerSettings
 from triage.schemas.codec import Rejected, decode_label
 from triage.schemas.models import TextRecord
 from triage.tools import supervisor
+from triage.tools.arrivals import due_offsets
 from triage.tools.bench import warmup as warming
 from triage.tools.bench.costs import (
     CpuMeter,
@@ -115,6 +117,7 @@ class RunSpec:
     fused: bool = True  # an encoder's heads in its process, as `triage up` runs them
     monitor: bool = True  # the monitor too, as `triage up` runs it
     rest_s: float = 0.0  # seconds of the stack at rest measured after the texts (0: none)
+    arrivals: str = "even"  # at a rate: texts evenly spaced, or at Poisson times (tools/arrivals)
 
 
 def series(spec: RunSpec, rate: float | None, warmup: int | None, repeat: int) -> list[RunResult]:
@@ -299,7 +302,7 @@ def _measure(
             if gateway is None
             else HttpLoad(gateway.url, clients=spec.clients, wait_s=spec.timeout_s)
         )
-        send = _sender(publisher, load, rate)
+        send = _sender(publisher, load, rate, spec.arrivals)
         warm, warm_up = _warm_up(
             spec, collector, send, load, rate, warmup, by_role.get("broker", [])
         )
@@ -403,13 +406,13 @@ def _answered(records: list[TextRecord], load: HttpLoad | None) -> list[str]:
 
 
 def _sender(
-    publisher: Publisher, load: HttpLoad | None, rate: float | None
+    publisher: Publisher, load: HttpLoad | None, rate: float | None, arrivals: str
 ) -> Callable[[list[TextRecord]], None]:
     def send(batch: list[TextRecord]) -> None:
         if load is None:
-            _publish(publisher, batch, rate)
+            _publish(publisher, batch, rate, arrivals)
         else:
-            load.run(batch, rate)
+            load.run(batch, rate, arrivals)
 
     return send
 
@@ -485,9 +488,14 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return float(values[index])
 
 
-def _publish(publisher: Publisher, records: list[TextRecord], rate: float | None) -> None:
+def _publish(
+    publisher: Publisher, records: list[TextRecord], rate: float | None, arrivals: str
+) -> None:
     if not rate:
         publisher.publish(records)
+        return
+    if arrivals != "even":
+        _publish_when_due(publisher, records, due_offsets(len(records), rate, arrivals))
         return
     chunk = max(1, int(rate / 100))  # send every 10 ms
     started = time.monotonic()
@@ -496,3 +504,15 @@ def _publish(publisher: Publisher, records: list[TextRecord], rate: float | None
         if delay > 0:
             time.sleep(delay)
         publisher.publish(records[i : i + chunk])
+
+
+def _publish_when_due(publisher: Publisher, records: list[TextRecord], due: list[float]) -> None:
+    """Each record at its offset from now; those already due when one is sent go with it."""
+    started, i = time.monotonic(), 0
+    while i < len(records):
+        delay = started + due[i] - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        end = bisect.bisect_right(due, time.monotonic() - started, lo=i + 1)
+        publisher.publish(records[i:end])
+        i = end

@@ -51,11 +51,13 @@ def bench(
     monitor: bool = True,
     rest_s: float = 10.0,
     rates: Sequence[float] = (),
+    arrivals: str = "even",
 ) -> dict[str, Any]:
     """The report of the benchmark (see the package's docstring). `warmup`: texts before each
     run, or None for rounds until the latency settles; `rest_s`: seconds of each run's stack
     measured at rest after its texts (0: none); `rates`: a sweep, one series at each (`rate`
-    is then the lowest of them)."""
+    is then the lowest of them); `arrivals`: how texts at a rate are spaced
+    (`tools/arrivals.py`)."""
     rates = sorted(rates)
     if rates:
         rate = rates[0]
@@ -86,6 +88,7 @@ def bench(
         fused=fused,
         monitor=monitor,
         rest_s=rest_s,
+        arrivals=arrivals,
     )
     runs = series(spec, rate, warmup, repeat)
     sweep: dict[float, list[RunResult]] = {}  # the first rate's runs are `runs`
@@ -103,7 +106,9 @@ def bench(
         accuracy(default_path_labels(models, texts, served), truth),
         join_costs(len(labels)),
     )
-    asked = Asked(via, mode, len(labels), messages, rate, repeat, warmup, clients, monitor)
+    asked = Asked(
+        via, mode, len(labels), messages, rate, repeat, warmup, clients, monitor, arrivals
+    )
     summary = report(asked, runs, half, limits, encoder, quality, closed, sweep)
     if encoder is not None:  # where the heads ran: in the encoder's process, or beside it
         summary["heads_with_encoder"] = fused
