@@ -50,3 +50,18 @@ def test_records_go_to_kafka_when_due_and_those_due_together_go_together():
     assert [ids for _, ids in recorder.calls] == [["t0", "t1"], ["t2"], ["t3"]]
     sent_at = [at for at, _ in recorder.calls]
     assert all(at >= due - 0.001 for at, due in zip(sent_at, [0.0, 0.03, 0.06], strict=True))
+
+
+def test_evenly_spaced_records_can_go_a_tick_at_a_time():
+    from triage.tools.bench.running import _publish_when_due
+
+    calls: list[list[str]] = []
+
+    class Recorder:
+        def publish(self, records: list[TextRecord]) -> None:
+            calls.append([r.id for r in records])
+
+    records = [TextRecord(id=f"t{i}", text="x") for i in range(4)]
+    # 200 texts/s: two every 10 ms, as the bench sends them to Kafka
+    _publish_when_due(Recorder(), records, due_offsets(4, 200.0), ahead_s=1 / 200)  # type: ignore[arg-type]
+    assert calls == [["t0", "t1"], ["t2", "t3"]]

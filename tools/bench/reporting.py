@@ -206,7 +206,7 @@ def _rate(report: dict) -> str:
     """The asked rate as the summary names it: "max", "50.0", or "50.0 (poisson arrivals)"."""
     if not report["rate"]:
         return "max"
-    arrivals = report.get("arrivals", "even")
+    arrivals = report["arrivals"]
     return f"{report['rate']}" + ("" if arrivals == "even" else f" ({arrivals} arrivals)")
 
 
